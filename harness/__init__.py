@@ -1,0 +1,33 @@
+"""Hackathon evaluation harness: task specs, sandboxed runs, evaluators and honest metric tables.
+
+The public API is small (see ``__all__``); everything else is reached through its module. Nothing heavy happens at
+import: submodules load when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.spec import TaskSpec, load_spec
+
+__version__ = "0.1.0"
+
+__all__ = ["HarnessError", "TaskSpec", "__version__", "check", "evaluate_many", "leaderboard", "load_spec"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy public functions: importing harness stays cheap for the CLI and for team notebooks.
+    if name == "check":
+        from harness.selfcheck import check
+
+        return check
+    if name == "evaluate_many":
+        from harness.scheduling import evaluate_many
+
+        return evaluate_many
+    if name == "leaderboard":
+        from harness.leaderboard import leaderboard
+
+        return leaderboard
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
