@@ -37,11 +37,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 HomeOption = Annotated[
     Path | None,
-    typer.Option("--home", help="Harness home: results store (SQLite) and artifacts. Default: $HARNESS_HOME or ./.harness"),
+    typer.Option(
+        "--home", help="Harness home: results store (SQLite) and artifacts. Default: $HARNESS_HOME or ./.harness"
+    ),
 ]
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="SQLAlchemy URL of the results store (overrides --home's SQLite file; or $HARNESS_DB_URL)."),
+    typer.Option(
+        "--db", help="SQLAlchemy URL of the results store (overrides --home's SQLite file; or $HARNESS_DB_URL)."
+    ),
 ]
 
 
@@ -121,6 +125,142 @@ def image_build(
     built = build_task_image(load_spec(task_dir), base=base, force=force, echo=err_console.print)
     verb = "reused" if built.reused else "built"
     console.print(f"{verb} image {built.tag} ({built.image_id[:19]}) in {built.duration_s:.1f} s")
+
+
+def _home(home: Path | None) -> Path:
+    from harness.store import default_home
+
+    return (home or default_home()).resolve()
+
+
+def _store(db: str | None, home: Path | None):  # type: ignore[no-untyped-def]
+    from harness.store import Store, resolve_db_url
+
+    return Store(resolve_db_url(db, _home(home)))
+
+
+# --- judges --------------------------------------------------------------------------------------------------
+@app.command("run")
+@handle_errors
+def run(
+    task_dir: Annotated[Path, typer.Argument(help="Task folder holding task.yaml.")],
+    submissions_dir: Annotated[
+        Path, typer.Argument(help="Folder with one entry per team (folder, .zip, .tar.gz, .ipynb).")
+    ],
+    home: HomeOption = None,
+    db: DbOption = None,
+    workers: Annotated[int | None, typer.Option(help="Sandboxes run at once (default: number of cores).")] = None,
+    rerun: Annotated[bool, typer.Option(help="Evaluate everything again; results replace, never add.")] = False,
+    phase: Annotated[str, typer.Option(help="test (judging, hidden reference) or validation.")] = "test",
+    sandbox: Annotated[str, typer.Option(help="docker (isolating, default) or process (no isolation).")] = "docker",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (tcp://host:8786) to spread runs over machines.")
+    ] = None,
+) -> None:
+    """Evaluate every new or changed submission in sandboxes and record the results."""
+    import os
+    import signal
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.scheduling import evaluate_many
+    from harness.spec import load_spec
+
+    def _sigterm(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    spec = load_spec(task_dir)
+    store = _store(db, home)
+    counts: dict[str, int] = {}
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=err_console,
+        transient=False,
+        disable=not err_console.is_terminal and not os.environ.get("HARNESS_PROGRESS"),
+    )
+    bar = progress.add_task(f"evaluating {spec.id}", total=None, counts="")
+
+    def hooks(event: str, **kwargs: object) -> None:
+        if event == "on_batch_planned":
+            progress.update(bar, total=kwargs["total"])
+            skipped = kwargs["skipped"]
+            if skipped:
+                err_console.print(f"{skipped} submission(s) unchanged since their last run: not evaluated again")
+        elif event == "on_run_finished":
+            record = kwargs["record"]
+            status = record.status  # type: ignore[attr-defined]
+            counts[status] = counts.get(status, 0) + 1
+            progress.update(bar, advance=1, counts=" ".join(f"{k}:{v}" for k, v in sorted(counts.items())))
+            line = f"{record.team:<24} {status:<16} {record.reason}"  # type: ignore[attr-defined]
+            progress.console.print(line[:200], highlight=False, markup=False)
+
+    try:
+        with progress:
+            summary = evaluate_many(
+                spec,
+                submissions_dir,
+                store=store,
+                home=_home(home),
+                workers=workers,
+                rerun=rerun,
+                phase=phase,
+                sandbox=sandbox,
+                scheduler_address=scheduler,
+                hooks=hooks,
+            )
+    finally:
+        store.close()
+    console.print(summary.message(), highlight=False)
+
+
+@app.command("leaderboard")
+@handle_errors
+def leaderboard_cmd(
+    task: Annotated[str, typer.Argument(help="Task id (found under ./task_specs) or task folder.")],
+    home: HomeOption = None,
+    db: DbOption = None,
+    split: Annotated[str, typer.Option(help="public or private.")] = "public",
+    selection: Annotated[
+        str | None, typer.Option(help="best or latest run per team (default: the spec's rule).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, markdown, html, json or parquet.")] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
+) -> None:
+    """Print or export the leaderboard: one ranked row per team."""
+    from rich.table import Table
+
+    from harness.leaderboard import display_table, export, leaderboard, resolve_task
+
+    if split not in ("public", "private"):
+        raise typer.BadParameter("expected public or private", param_hint="--split")
+    if selection not in (None, "best", "latest"):
+        raise typer.BadParameter("expected best or latest", param_hint="--selection")
+    spec = resolve_task(task)
+    df = leaderboard(spec, db_url=db, home=_home(home), split=split, selection=selection)  # type: ignore[arg-type]
+    if fmt != "table":
+        text = export(df, spec.metrics, fmt, output)
+        if text is not None:
+            console.print(text, highlight=False, markup=False, soft_wrap=True)
+        else:
+            err_console.print(f"wrote {fmt} leaderboard of {spec.id} ({split}) to {output}")
+        return
+    shown = display_table(df, spec.metrics)
+    table = Table(title=f"{spec.title} — {split} leaderboard ({len(shown)} teams)", show_lines=False)
+    for column in shown.columns:
+        table.add_column(str(column), overflow="fold", max_width=60 if column == "reason" else None)
+    for _, row in shown.iterrows():
+        table.add_row(
+            *[
+                "" if (v is None or (not isinstance(v, str) and v != v) or v is __import__("pandas").NA) else str(v)
+                for v in row
+            ]
+        )
+    console.print(table)
 
 
 def main() -> None:

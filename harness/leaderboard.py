@@ -1,0 +1,336 @@
+"""Metric tables and leaderboards (pandas).
+
+The rules, in one place:
+
+* **Which run counts per team** (``selection`` in the spec's ``leaderboard``): ``best`` takes the team's best
+  *valid* run by the public split's metrics (so the private ranking cannot be used to pick a submission), and a
+  team without any valid run shows its latest run with status and reason; ``latest`` takes the team's latest
+  submission, valid or not.
+* **Valid** means status ``succeeded`` and a finite value of the primary metric on the split shown. Failed,
+  invalid and NaN results never rank above a valid one, whatever the metric's direction: they get no rank
+  (``<NA>``) and are listed after every ranked row.
+* **Ranks** are standard competition ranks (1, 2, 2, 4) over the metrics in the spec's order: the primary metric
+  decides, the next metric breaks its ties, and so on (each in its own direction; a missing secondary value sorts
+  last). Rows equal on every metric share a rank and are listed earlier submission first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.spec import MetricSpec, TaskSpec
+from harness.store import ScoredRun, Store
+
+__all__ = ["METRIC_TABLE_COLUMNS", "export", "leaderboard", "metric_table", "rank_table", "runs_table"]
+
+#: Fixed columns of a metric table, with their pandas dtypes; one float64 column per metric follows ``reason``.
+METRIC_TABLE_COLUMNS: dict[str, str] = {
+    "rank": "Int64",  # competition rank; <NA> for rows that are not valid
+    "team": "string",
+    "submission": "string",  # first 12 hex digits of the submission's content hash
+    "submitted_at": "datetime64[ns, UTC]",
+    "status": "string",
+    "reason": "string",
+    "duration_s": "float64",
+    "peak_memory_mb": "float64",
+    "identical_to": "string",  # other teams whose submission has the same content hash ("" if none)
+    "run_id": "Int64",
+}
+
+Selection = Literal["best", "latest"]
+
+
+@dataclass(frozen=True)
+class _Metric:
+    name: str
+    ascending: bool
+
+
+def _metrics(metrics: Sequence[MetricSpec]) -> list[_Metric]:
+    return [_Metric(m.name, m.goal == "minimize") for m in metrics]
+
+
+def _sort_key(row: pd.Series, metrics: Sequence[_Metric]) -> tuple[float, ...]:
+    """Sort key over the metrics: smaller is better; NaN/None last."""
+    key: list[float] = []
+    for metric in metrics:
+        value = row.get(metric.name)
+        if value is None or pd.isna(value) or not math.isfinite(float(value)):
+            key.append(math.inf)
+        else:
+            key.append(float(value) if metric.ascending else -float(value))
+    return tuple(key)
+
+
+def rank_table(table: pd.DataFrame, metrics: Sequence[MetricSpec]) -> pd.DataFrame:
+    """Rank rows of a metric table and order them for display.
+
+    Args:
+        table: one row per entry with at least ``status``, ``submitted_at`` and one float column per metric.
+        metrics: the spec's metrics, primary first is not required (the ``primary`` flag decides).
+
+    Returns:
+        A new frame ordered ranked-first with an ``Int64`` ``rank`` column as described in the module docstring.
+    """
+    ordered = sorted(metrics, key=lambda m: not m.primary)
+    specs = _metrics(ordered)
+    primary = specs[0].name
+    df = table.copy().reset_index(drop=True)
+    primary_values = pd.to_numeric(df[primary], errors="coerce") if primary in df else pd.Series(np.nan, index=df.index)
+    valid = (df["status"] == "succeeded") & np.isfinite(primary_values.astype("float64"))
+    keys = [_sort_key(row, specs) for _, row in df.iterrows()]
+    df["_key"] = keys
+    df["_valid"] = valid
+    ranked = df[df["_valid"]].copy()
+    ranked = ranked.sort_values(by=["_key", "submitted_at"], kind="mergesort")
+    ranks: list[int] = []
+    previous = None
+    for position, key in enumerate(ranked["_key"], start=1):
+        ranks.append(ranks[-1] if key == previous else position)
+        previous = key
+    ranked["rank"] = pd.array(ranks, dtype="Int64")
+    rest = df[~df["_valid"]].copy()
+    rest = rest.sort_values(by=["status", "team", "submitted_at"], kind="mergesort")
+    rest["rank"] = pd.array([pd.NA] * len(rest), dtype="Int64")
+    out = pd.concat([ranked, rest], ignore_index=True).drop(columns=["_key", "_valid"])
+    return out
+
+
+def runs_table(runs: Iterable[ScoredRun], metrics: Sequence[MetricSpec], *, split: str) -> pd.DataFrame:
+    """One row per run with the fixed columns (:data:`METRIC_TABLE_COLUMNS`, rank left empty) and the metrics.
+
+    Metric values come from ``split``; a run without a value there has NaN. Columns: the fixed ones, then one
+    float64 column per metric in the spec's order.
+    """
+    runs = list(runs)
+    by_hash: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        if run.content_hash and run.kind != "unknown":
+            by_hash[run.content_hash].add(run.team)
+    rows = []
+    for run in runs:
+        same = sorted(by_hash.get(run.content_hash, set()) - {run.team}) if run.kind != "unknown" else []
+        row: dict[str, object] = {
+            "rank": pd.NA,
+            "team": run.team,
+            "submission": run.content_hash[:12],
+            "submitted_at": pd.Timestamp(run.submitted_at),
+            "status": run.status,
+            "reason": run.reason,
+            "duration_s": run.duration_s if run.duration_s is not None else np.nan,
+            "peak_memory_mb": run.peak_memory_mb if run.peak_memory_mb is not None else np.nan,
+            "identical_to": ", ".join(same),
+            "run_id": run.run_id,
+        }
+        split_scores = run.scores.get(split, {})
+        for metric in metrics:
+            row[metric.name] = float(split_scores[metric.name]) if metric.name in split_scores else np.nan
+        rows.append(row)
+    columns = list(METRIC_TABLE_COLUMNS) + [m.name for m in metrics]
+    df = pd.DataFrame(rows, columns=columns)
+    for column, dtype in METRIC_TABLE_COLUMNS.items():
+        if column == "submitted_at":
+            df[column] = pd.to_datetime(df[column], utc=True).astype(dtype)
+        else:
+            df[column] = df[column].astype(dtype)
+    for metric in metrics:
+        df[metric.name] = df[metric.name].astype("float64")
+    return df[[*METRIC_TABLE_COLUMNS, *(m.name for m in metrics)]]
+
+
+def _select(
+    df: pd.DataFrame, runs: Sequence[ScoredRun], metrics: Sequence[MetricSpec], selection: Selection
+) -> pd.DataFrame:
+    """One row per team according to the selection rule (see the module docstring)."""
+    if df.empty:
+        return df
+    primary_first = _metrics(sorted(metrics, key=lambda m: not m.primary))
+    public = {run.run_id: run.scores.get("public", {}) for run in runs}
+    chosen: list[int] = []
+    for _team, group in df.groupby("team", sort=True):
+        latest = group.sort_values(["submitted_at", "run_id"]).iloc[-1]
+        if selection == "latest":
+            chosen.append(int(latest["run_id"]))
+            continue
+        candidates = []
+        for _, row in group.iterrows():
+            scores = public.get(int(row["run_id"]), {})
+            primary_value = scores.get(primary_first[0].name)
+            if row["status"] == "succeeded" and primary_value is not None and math.isfinite(primary_value):
+                key = _sort_key(pd.Series(scores), primary_first)
+                candidates.append((key, row["submitted_at"], int(row["run_id"])))
+        chosen.append(min(candidates)[2] if candidates else int(latest["run_id"]))
+    return df[df["run_id"].isin(chosen)]
+
+
+def metric_table(
+    spec: TaskSpec | None,
+    store: Store,
+    *,
+    task_id: str | None = None,
+    metrics: Sequence[MetricSpec] | None = None,
+    split: str = "public",
+    per_team: bool = True,
+    selection: Selection | None = None,
+    phase: str = "test",
+) -> pd.DataFrame:
+    """The metric table of a task from the store.
+
+    Args:
+        spec: the task spec (gives metrics and selection); may be None if ``task_id`` and ``metrics`` are given.
+        store: results store.
+        task_id: defaults to ``spec.id``.
+        metrics: defaults to ``spec.metrics``.
+        split: ``public`` or ``private`` (test phase) or ``validation``.
+        per_team: one row per team (the leaderboard) or one row per active run.
+        selection: ``best`` or ``latest``; defaults to the spec's rule, else ``best``.
+        phase: ``test`` (judging) or ``validation``.
+
+    Returns:
+        A ranked DataFrame: columns :data:`METRIC_TABLE_COLUMNS` then one float64 column per metric.
+
+    Raises:
+        HarnessError: the store has no results for the task (the message says which command produces them).
+    """
+    task = task_id or (spec.id if spec else None)
+    if task is None:
+        raise ValueError("give a spec or a task_id")
+    metric_specs = list(metrics or (spec.metrics if spec else ()))
+    if not metric_specs:
+        raise ValueError("give a spec or the metrics")
+    rule: Selection = selection or (spec.leaderboard.selection if spec else "best")
+    runs = store.runs(task, phase=phase)
+    if not runs:
+        known = store.task_ids()
+        hint = f"; tasks with results: {', '.join(known)}" if known else ""
+        raise HarnessError(
+            f"no results for task {task!r} in the store at {store._safe_url()}{hint}. "
+            "Run `harness run TASK_DIR SUBMISSIONS_DIR` first (with the same --home/--db)."
+        )
+    df = runs_table(runs, metric_specs, split=split)
+    if per_team:
+        df = _select(df, runs, metric_specs, rule)
+    return rank_table(df, metric_specs)
+
+
+def leaderboard(
+    task: str | Path | TaskSpec,
+    *,
+    store: Store | None = None,
+    db_url: str | None = None,
+    home: Path | None = None,
+    split: str = "public",
+    selection: Selection | None = None,
+) -> pd.DataFrame:
+    """The leaderboard of a task: one ranked row per team (see :func:`metric_table` for the columns).
+
+    Args:
+        task: a task folder, a loaded spec, or a task id known to the store (the id form finds the spec under
+            ``task_specs/<id>`` of the current folder if present, for metric directions and precision).
+        store: an open store; else one is opened from ``db_url``/``home`` (see :func:`harness.store.resolve_db_url`).
+        split: ``public`` or ``private``.
+        selection: override the spec's ``best``/``latest`` rule.
+
+    Raises:
+        SpecError: the task cannot be found.
+        HarnessError: no results yet.
+    """
+    from harness.store import resolve_db_url
+
+    spec = resolve_task(task)
+    own = store is None
+    store = store or Store(resolve_db_url(db_url, home))
+    try:
+        return metric_table(spec, store, split=split, selection=selection)
+    finally:
+        if own:
+            store.close()
+
+
+def resolve_task(task: str | Path | TaskSpec) -> TaskSpec:
+    """A spec from a spec, a task folder, or a task id (looked up as ``task_specs/<id>`` here or ``$HARNESS_TASKS``).
+
+    Raises:
+        SpecError: nothing matches (the message lists where it looked).
+    """
+    import os
+
+    from harness.errors import SpecError
+    from harness.spec import load_spec
+
+    if isinstance(task, TaskSpec):
+        return task
+    path = Path(task)
+    if (path / "task.yaml").is_file() or path.name == "task.yaml":
+        return load_spec(path)
+    roots = [Path(os.environ["HARNESS_TASKS"])] if os.environ.get("HARNESS_TASKS") else []
+    roots.append(Path("task_specs"))
+    for root in roots:
+        if (root / str(task) / "task.yaml").is_file():
+            return load_spec(root / str(task))
+    raise SpecError(
+        f"no task {str(task)!r}: give a task folder (holding task.yaml) or a task id found under "
+        f"{' or '.join(str(r) for r in roots)} (set $HARNESS_TASKS to another folder of tasks)"
+    )
+
+
+def display_table(df: pd.DataFrame, metrics: Sequence[MetricSpec]) -> pd.DataFrame:
+    """The columns judges read first, metric values rounded to the spec's precision (a copy)."""
+    out = df.copy()
+    for metric in metrics:
+        if metric.name in out:
+            out[metric.name] = out[metric.name].round(metric.precision)
+    columns = [
+        "rank",
+        "team",
+        *[m.name for m in metrics],
+        "status",
+        "reason",
+        "submission",
+        "identical_to",
+        "duration_s",
+        "peak_memory_mb",
+        "submitted_at",
+    ]
+    out["duration_s"] = out["duration_s"].round(1)
+    out["peak_memory_mb"] = out["peak_memory_mb"].round(0)
+    return out[[c for c in columns if c in out]]
+
+
+def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path | None = None) -> str | None:
+    """Write or return a metric table in ``csv``, ``markdown``, ``html``, ``parquet`` or ``json``.
+
+    ``parquet`` needs a path; the others return the text when ``path`` is None. Values keep full precision in
+    csv/parquet/json and are rounded to each metric's precision in markdown/html.
+
+    Raises:
+        ValueError: an unknown format, or parquet without a path.
+    """
+    if fmt == "parquet":
+        if path is None:
+            raise ValueError("parquet needs --output PATH")
+        df.to_parquet(path, index=False)
+        return None
+    if fmt == "csv":
+        text = df.to_csv(index=False)
+    elif fmt == "json":
+        text = df.to_json(orient="records", date_format="iso", indent=2)
+    elif fmt == "markdown":
+        text = display_table(df, metrics).to_markdown(index=False)
+    elif fmt == "html":
+        text = display_table(df, metrics).to_html(index=False, na_rep="", border=0)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; expected table, csv, markdown, html, parquet or json")
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+        return None
+    return text
