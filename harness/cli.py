@@ -263,6 +263,41 @@ def leaderboard_cmd(
     console.print(table)
 
 
+# --- teams ---------------------------------------------------------------------------------------------------
+@app.command("check")
+@handle_errors
+def check_cmd(
+    task_dir: Annotated[Path, typer.Argument(help="Task folder holding task.yaml (the starter kit's task/).")],
+    submission: Annotated[Path, typer.Argument(help="Your submission: a folder, .zip, .tar.gz or .ipynb.")],
+    sandbox: Annotated[
+        str, typer.Option(help="docker (the judges' sandbox, default) or process (no Docker; does not isolate).")
+    ] = "docker",
+    artifacts: Annotated[
+        Path | None, typer.Option(help="Keep the log, executed notebook and outputs here (default ./.harness/check/).")
+    ] = None,
+) -> None:
+    """Self-check a submission with the judges' code path on the validation split. Exit 0 only if it would be scored."""
+    from harness.selfcheck import check
+
+    result = check(task_dir, submission, sandbox=sandbox, artifacts_dir=artifacts)
+    console.print(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("starter")
+@handle_errors
+def starter_cmd(
+    task_dir: Annotated[Path, typer.Argument(help="Task folder holding task.yaml (with prepared data).")],
+    dest: Annotated[Path, typer.Argument(help="New folder for the starter kit.")],
+) -> None:
+    """Write a team's starter kit: README, public data, template notebook, and the self-check task folder."""
+    from harness.starter import write_starter_kit
+
+    kit = write_starter_kit(task_dir, dest)
+    console.print(f"starter kit written to {kit}; teams start with {kit / 'README.md'}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,257 @@
+"""Teams' self-check: the judges' exact code path, on the validation split.
+
+:func:`check` opens the submission with the judges' rules, runs it in the same sandbox with the same limits on the
+task's *validation* input, validates its outputs and scores them with the same evaluator against the validation
+labels (:func:`harness.pipeline.evaluate_opened`, as ``harness run`` does with the test phase). The result renders
+in a terminal (rich) and in a notebook (HTML), so a team can call it from a cell in JupyterLab::
+
+    import harness
+    harness.check("task", "solution.ipynb")
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import SubmissionError
+from harness.pipeline import RunRecord, evaluate_opened
+from harness.spec import TaskSpec, load_spec
+from harness.submission import open_submission
+
+__all__ = ["WARN_FRACTION", "CheckResult", "check"]
+
+#: Resource use above this fraction of a limit gives a warning (0.8 = 80 %).
+WARN_FRACTION = 0.8
+
+_HINTS = {
+    "timed_out": "make it faster (sample the training data, fewer iterations) or check for an endless loop",
+    "out_of_memory": "use less memory: read only the columns you need, use smaller dtypes, or sample",
+    "failed": "read the log and the executed notebook named below; fix the error and check again",
+    "invalid_output": "fix predictions.csv as described above; the format is in the task README",
+    "rejected": "fix the submission as described above and check again",
+    "evaluator_error": "the task's evaluator failed: tell the organisers (this is not your code's fault)",
+    "harness_error": "the harness itself failed: tell the organisers and attach the log",
+}
+
+
+@dataclass
+class CheckResult:
+    """The outcome of a self-check.
+
+    Attributes:
+        task_id: the task.
+        submission: the submission as given.
+        status: the run status a judge's run would get (``succeeded`` means it would be scored).
+        reason: one line on what went wrong (``""`` on success).
+        problems: every problem found, one sentence each, with what to fix.
+        metrics: DataFrame indexed by metric name with columns ``value`` (float64), ``goal`` (str),
+            ``primary`` (bool); empty unless scored.
+        resources: DataFrame indexed by resource (``time_s``, ``memory_mb``) with columns ``used``, ``limit``
+            (float64) and ``share`` (used / limit, float64; NaN when unknown).
+        warnings: resource warnings (above :data:`WARN_FRACTION` of a limit) and notes from opening.
+        artifacts_dir: folder with log.txt, executed.ipynb (notebooks) and output/.
+        record: the full run record.
+    """
+
+    task_id: str
+    submission: str
+    status: str
+    reason: str = ""
+    problems: list[str] = field(default_factory=list)
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    resources: pd.DataFrame = field(default_factory=pd.DataFrame)
+    warnings: list[str] = field(default_factory=list)
+    artifacts_dir: str = ""
+    record: RunRecord | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the judges' run would score this submission."""
+        return self.status == "succeeded"
+
+    @property
+    def verdict(self) -> str:
+        """One line: would it be scored, and if not, why."""
+        if self.ok:
+            primary = self.metrics[self.metrics["primary"]]
+            score = ""
+            if not primary.empty:
+                score = f"; validation {primary.index[0]} = {primary['value'].iloc[0]:.4g}"
+            return f"PASS: this submission would be scored{score}"
+        return f"FAIL ({self.status}): {self.reason}"
+
+    @property
+    def hint(self) -> str:
+        """What to do next when the check failed."""
+        return "" if self.ok else _HINTS.get(self.status, "")
+
+    def _resource_lines(self) -> list[str]:
+        lines = []
+        for name, row in self.resources.iterrows():
+            unit = "s" if name == "time_s" else "MB"
+            used = "unknown" if pd.isna(row["used"]) else f"{row['used']:.1f} {unit}"
+            share = "" if pd.isna(row["share"]) else f" ({row['share']:.0%} of the limit)"
+            lines.append(f"{str(name).split('_')[0]}: {used} of {row['limit']:g} {unit}{share}")
+        return lines
+
+    def __str__(self) -> str:
+        lines = [self.verdict]
+        if not self.metrics.empty:
+            lines.append("metrics (validation split):")
+            lines += [f"  {name}: {row['value']:.6g} ({row['goal']})" for name, row in self.metrics.iterrows()]
+        if self.problems:
+            lines.append("problems:")
+            lines += [f"  - {p}" for p in self.problems]
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        lines.append("resources:")
+        lines += [f"  {line}" for line in self._resource_lines()]
+        lines += [f"warning: {w}" for w in self.warnings]
+        if self.artifacts_dir:
+            lines.append(f"artifacts: {self.artifacts_dir}")
+        return "\n".join(lines)
+
+    def __rich__(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        parts: list[Any] = [Text(self.verdict, style="bold green" if self.ok else "bold red")]
+        if not self.metrics.empty:
+            table = Table(title="metrics (validation split)", title_justify="left")
+            for column in ("metric", "value", "goal"):
+                table.add_column(column)
+            for name, row in self.metrics.iterrows():
+                table.add_row(str(name) + (" (primary)" if row["primary"] else ""), f"{row['value']:.6g}", row["goal"])
+            parts.append(table)
+        if self.problems:
+            parts.append(Text("problems:", style="bold"))
+            parts += [Text(f"  - {p}") for p in self.problems]
+        if self.hint:
+            parts.append(Text(f"hint: {self.hint}", style="yellow"))
+        parts.append(Text("resources: " + "; ".join(self._resource_lines())))
+        parts += [Text(f"warning: {w}", style="yellow") for w in self.warnings]
+        if self.artifacts_dir:
+            parts.append(Text(f"artifacts: {self.artifacts_dir}", style="dim"))
+        return Group(*parts)
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.ok else "#cf222e"
+        out = [f'<div><p style="color:{colour};font-weight:bold">{html.escape(self.verdict)}</p>']
+        if not self.metrics.empty:
+            out.append("<p><b>metrics (validation split)</b></p>" + self.metrics.to_html())
+        if self.problems:
+            out.append(
+                "<p><b>problems</b></p><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in self.problems) + "</ul>"
+            )
+        if self.hint:
+            out.append(f"<p><i>hint: {html.escape(self.hint)}</i></p>")
+        out.append(
+            "<p><b>resources</b></p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in self._resource_lines())
+        )
+        out.append("</ul>")
+        out += [f'<p style="color:#9a6700">warning: {html.escape(w)}</p>' for w in self.warnings]
+        if self.artifacts_dir:
+            out.append(f"<p><small>artifacts: {html.escape(self.artifacts_dir)}</small></p>")
+        return "".join(out) + "</div>"
+
+
+def _metrics_frame(spec: TaskSpec, record: RunRecord) -> pd.DataFrame:
+    scores = record.scores.get("validation") or next(iter(record.scores.values()), {})
+    if not scores:
+        return pd.DataFrame(columns=["value", "goal", "primary"])
+    rows = {m.name: {"value": float(scores[m.name]), "goal": m.goal, "primary": m.primary} for m in spec.metrics}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "metric"
+    return frame.astype({"value": "float64", "primary": "bool"})
+
+
+def _resources(spec: TaskSpec, record: RunRecord) -> tuple[pd.DataFrame, list[str]]:
+    used = {"time_s": record.duration_s, "memory_mb": record.peak_memory_mb}
+    limits = {"time_s": spec.limits.time_s, "memory_mb": float(spec.limits.memory_mb)}
+    rows, warnings = {}, []
+    for name in ("time_s", "memory_mb"):
+        value = used[name]
+        share = (value / limits[name]) if value is not None else float("nan")
+        rows[name] = {"used": float("nan") if value is None else float(value), "limit": limits[name], "share": share}
+        if value is not None and share > WARN_FRACTION and record.status not in ("timed_out", "out_of_memory"):
+            what = "run time" if name == "time_s" else "peak memory"
+            warnings.append(
+                f"{what} is {share:.0%} of the limit ({value:.1f} of {limits[name]:g}); the hidden test data may "
+                "differ in size, so leave a margin"
+            )
+    return pd.DataFrame.from_dict(rows, orient="index").astype("float64"), warnings
+
+
+def check(
+    task_dir: str | Path,
+    submission: str | Path,
+    *,
+    sandbox: str = "docker",
+    artifacts_dir: str | Path | None = None,
+) -> CheckResult:
+    """Self-check a submission exactly as the judges' run would treat it, on the validation split.
+
+    Args:
+        task_dir: the task folder (holding task.yaml), e.g. the ``task/`` folder of a starter kit.
+        submission: a folder, .zip, .tar.gz or .ipynb.
+        sandbox: ``docker`` (default; the judges' sandbox) or ``process`` (a local subprocess with time and memory
+            limits, for laptops without Docker; it does not isolate).
+        artifacts_dir: where to keep the log, the executed notebook and the outputs (default: a fresh folder under
+            ``./.harness/check/``; it is replaced on each check of the same content).
+
+    Returns:
+        A :class:`CheckResult`; ``result.ok`` tells whether the judges' run would score the submission.
+
+    Raises:
+        SpecError: the task folder is not a valid task.
+        EngineUnavailableError: ``sandbox="docker"`` and no Docker engine answers (the message says how to get one
+            or to use ``sandbox="process"``).
+        ImageError: the task image is missing (``harness image build TASK_DIR`` makes it).
+    """
+    spec = load_spec(task_dir)
+    work = Path(tempfile.mkdtemp(prefix="harness-check-"))
+    try:
+        try:
+            opened = open_submission(Path(submission), work / "submission", spec.submission)
+        except SubmissionError as exc:
+            return CheckResult(
+                task_id=spec.id,
+                submission=str(submission),
+                status="rejected",
+                reason=exc.message,
+                problems=[exc.message],
+                resources=_resources(spec, _empty_record(spec))[0],
+            )
+        target = Path(artifacts_dir) if artifacts_dir else Path(".harness") / "check" / opened.content_hash[:12]
+        target = target.resolve()
+        if target.exists():
+            shutil.rmtree(target)
+        record = evaluate_opened(spec, opened, phase="validation", artifacts_dir=target, sandbox=sandbox)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    resources, warnings = _resources(spec, record)
+    problems = list(record.problems) or ([record.reason] if record.reason else [])
+    return CheckResult(
+        task_id=spec.id,
+        submission=str(submission),
+        status=record.status,
+        reason=record.reason,
+        problems=problems,
+        metrics=_metrics_frame(spec, record),
+        resources=resources,
+        warnings=warnings + [f"note: {n}" for n in record.notes],
+        artifacts_dir=record.artifacts_dir,
+        record=record,
+    )
+
+
+def _empty_record(spec: TaskSpec) -> RunRecord:
+    return RunRecord(task_id=spec.id, phase="validation", team="", content_hash="", kind="unknown", status="rejected")
