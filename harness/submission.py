@@ -270,8 +270,10 @@ def open_submission(
     created = _prepare_dest(source, dest)
     try:
         opened = _open_into(source, fmt, dest, submission_spec, limits)
-    except BaseException:
+    except BaseException as exc:
         _clean_dest(dest, created)
+        if isinstance(exc, SubmissionError):
+            logger.debug("refused %s: %s", source, exc.message)
         raise
     logger.info(
         "opened %s: %s submission, entry %s, %d files, %d bytes, hash %s",
@@ -356,7 +358,8 @@ class _Plan:
             self.fail(f"path {label[:60]!r}... is longer than {_MAX_PATH_BYTES} bytes; use shallower folders")
         return parts
 
-    def is_junk(self, parts: tuple[str, ...]) -> bool:
+    def is_junk(self, parts: tuple[str, ...], *, is_file: bool = True) -> bool:
+        """True (and counted) for entries to drop: junk folders and what they hold, macOS files."""
         for part in parts[:-1]:
             if part in _JUNK_DIRS:
                 self.junk[part + "/"] += 1
@@ -366,16 +369,16 @@ class _Plan:
         last = parts[-1]
         if last in _JUNK_DIRS:
             self.junk[last + "/"] += 1
-        elif last == ".DS_Store":
+        elif is_file and last == ".DS_Store":
             self.junk[".DS_Store"] += 1
-        elif last.startswith("._"):
+        elif is_file and last.startswith("._"):
             self.junk["._* (macOS AppleDouble)"] += 1
         else:
             return False
         return True
 
     def add_dir(self, parts: tuple[str, ...]) -> None:
-        if parts and not self.is_junk(parts):
+        if parts and not self.is_junk(parts, is_file=False):
             self.dirs.add(parts)
 
     def add_file(self, item: _File, compressed_size: int | None = None) -> None:
@@ -404,7 +407,7 @@ class _Plan:
             self.fail(
                 f"archive member {item.label!r} expands {item.size / max(compressed_size, 1):,.0f}x (from "
                 f"{compressed_size:,} to {item.size:,} bytes), more than the allowed {limits.max_ratio:g}x; this "
-                "looks like a zip bomb. If it is real data, leave it out or store it less compressible"
+                "looks like a zip bomb. If it is real data, leave it out"
             )
         self.files[item.parts] = item
 
@@ -494,9 +497,18 @@ def _link_out_message(label: str, linkname: str) -> str:
 def _too_big_message(n_bytes: int, limits: OpenLimits, label: str = "") -> str:
     at = f" (reached at {label!r})" if label else ""
     return (
-        f"the unpacked submission is larger than {limits.max_total_bytes / MiB:,.0f} MiB{at}; leave out data "
+        f"the unpacked submission is larger than {_size_text(limits.max_total_bytes)}{at}; leave out data "
         "the task provides (it is mounted at input_dir), model caches and outputs"
     )
+
+
+def _special_message(label: str, *, member: bool = True) -> str:
+    what = f"archive member {label!r}" if member else repr(label)
+    return f"{what} is a device, FIFO, socket or other special file; a submission holds regular files and folders only"
+
+
+def _size_text(n_bytes: int) -> str:
+    return f"{n_bytes / MiB:,.1f} MiB" if n_bytes >= MiB else f"{n_bytes:,} bytes"
 
 
 def _check_utf8(name: str, fail: Callable[[str], NoReturn]) -> None:
@@ -505,7 +517,7 @@ def _check_utf8(name: str, fail: Callable[[str], NoReturn]) -> None:
     except UnicodeEncodeError:
         shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         fail(
-            f"file name {shown!r} is not valid UTF-8; rename it using letters, digits, '-', '_' and '.' "
+            f"file name '{shown}' is not valid UTF-8; rename it using letters, digits, '-', '_' and '.' "
             "and send the submission again"
         )
 
@@ -562,7 +574,7 @@ def _plan_folder(plan: _Plan, root: Path) -> None:
                     _File(parts, st.st_size, label, bool(st.st_mode & 0o100), opener=_folder_opener(path, plan))
                 )
             else:
-                plan.fail(f"{label!r} is a device, FIFO or socket; a submission holds regular files and folders only")
+                plan.fail(_special_message(label, member=False))
 
 
 def _folder_opener(path: Path, plan: _Plan) -> Callable[[], IO[bytes]]:
@@ -593,6 +605,7 @@ def _plan_zip(plan: _Plan, zf: zipfile.ZipFile) -> None:
     for info in zf.infolist():
         plan.count_entry()
         name = info.filename
+        is_dir = name.endswith(("/", "\\"))
         if not info.flag_bits & 0x800:  # no UTF-8 flag: zipfile decoded cp437; many tools wrote UTF-8 anyway
             raw = name.encode("cp437")
             try:
@@ -611,17 +624,14 @@ def _plan_zip(plan: _Plan, zf: zipfile.ZipFile) -> None:
             with _reading(plan.source, plan.broken), zf.open(info) as handle:
                 linkname = handle.read(_MAX_LINK_TARGET_BYTES + 1).decode("utf-8", "surrogateescape")
             plan.add_link(parts, linkname.replace("\\", "/"), label, hard=False)
-        elif file_type == stat.S_IFDIR or info.is_dir() or info.external_attr & 0x10:
+        elif file_type == stat.S_IFDIR or is_dir or (info.external_attr & 0x10 and info.file_size == 0):
             plan.add_dir(parts)
         elif file_type in (0, stat.S_IFREG):
             opener = cast(Callable[[], IO[bytes]], lambda info=info: zf.open(info))
             item = _File(parts, info.file_size, label, bool(mode & 0o100), opener=opener)
             plan.add_file(item, compressed_size=info.compress_size)
         else:
-            plan.fail(
-                f"archive member {label!r} is a device, FIFO or socket; a submission holds regular files "
-                "and folders only"
-            )
+            plan.fail(_special_message(label))
 
 
 class _CappedStream:
@@ -706,10 +716,7 @@ def _plan_tar(plan: _Plan, tf: tarfile.TarFile, dest: Path, archive_bytes: int) 
         except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
             plan.fail(_link_out_message(label, member.linkname))
         except tarfile.SpecialFileError:
-            plan.fail(
-                f"archive member {label!r} is a device, FIFO or socket; a submission holds regular files and "
-                "folders only"
-            )
+            plan.fail(_special_message(label))
         except tarfile.FilterError as exc:
             plan.fail(f"archive member {label!r} is refused: {exc}")
         if member.issym() or member.islnk():
@@ -722,10 +729,7 @@ def _plan_tar(plan: _Plan, tf: tarfile.TarFile, dest: Path, archive_bytes: int) 
             opener = cast(Callable[[], IO[bytes]], lambda member=member: tf.extractfile(member))
             plan.add_file(_File(parts, member.size, label, bool(member.mode & 0o100), opener=opener))
         else:
-            plan.fail(
-                f"archive member {label!r} is a device, FIFO or socket; a submission holds regular files and "
-                "folders only"
-            )
+            plan.fail(_special_message(label))
     limits = plan.limits
     if plan.declared_bytes > limits.ratio_floor_bytes and plan.declared_bytes > limits.max_ratio * archive_bytes:
         plan.fail(
@@ -874,14 +878,15 @@ def _open_into(source: Path, fmt: str, dest: Path, spec: SubmissionSpec, limits:
         archive_bytes = source.stat().st_size
         if archive_bytes > limits.max_archive_bytes:
             plan.fail(
-                f"the file is {archive_bytes / MiB:,.1f} MiB, more than the limit of "
-                f"{limits.max_archive_bytes / MiB:,.0f} MiB; leave out data the task provides (it is mounted at "
+                f"the file is {_size_text(archive_bytes)}, more than the limit of "
+                f"{_size_text(limits.max_archive_bytes)}; leave out data the task provides (it is mounted at "
                 "input_dir), model caches and outputs"
             )
         if archive_bytes == 0:
             plan.fail("the submission is empty (0 bytes)")
     if fmt == "folder":
-        _plan_folder(plan, source)
+        with _reading(source, plan.broken):
+            _plan_folder(plan, source)
         depth, notes = plan.finish()
         written = _write_plan(plan, depth, dest)
     elif fmt == "notebook":
