@@ -298,6 +298,28 @@ def starter_cmd(
     console.print(f"starter kit written to {kit}; teams start with {kit / 'README.md'}")
 
 
+@app.command("report")
+@handle_errors
+def report_cmd(
+    task: Annotated[str, typer.Argument(help="Task id (found under ./task_specs) or task folder.")],
+    team: Annotated[str | None, typer.Option(help="Also review this team: all its runs, logs, error analysis.")] = None,
+    home: HomeOption = None,
+    db: DbOption = None,
+    split: Annotated[str, typer.Option(help="Test split the leaderboard shows: public or private.")] = "public",
+    out: Annotated[Path | None, typer.Option("--out", help="Report folder (default: reports/<task id>).")] = None,
+) -> None:
+    """Execute the judges' notebooks with papermill and export them to HTML (code hidden); print the paths.
+
+    Open the executed notebooks with `.venv/bin/jupyter lab reports/`.
+    """
+    from harness.report import write_report
+
+    err_console.print(f"executing the report notebooks of {task} (a kernel per notebook; a few seconds each)")
+    paths = write_report(task, db_url=db, home=_home(home), team=team, out_dir=out, split=split)
+    for path in paths.files():
+        console.print(str(path), highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
