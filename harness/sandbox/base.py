@@ -12,14 +12,17 @@ public API): :class:`LogCollector` keeps a bounded log while a run prints withou
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import logging
 import os
+import signal
 import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "LOG_TRUNCATED_MARKER",
@@ -31,6 +34,8 @@ __all__ = [
     "RunResult",
     "Sandbox",
     "copy_output_tree",
+    "deferred_signals",
+    "sigterm_unwinds",
     "validate_request",
 ]
 
@@ -341,3 +346,52 @@ def _copy_regular_file(src: Path, dst: Path, budget_bytes: int) -> int:
     finally:
         os.close(fd)
     return written
+
+
+# --- signal safety (shared) -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while cleanup runs (main thread only), then deliver what arrived."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in received[:1]:
+            logger.warning("signal %s arrived during sandbox cleanup; delivering it now", signum)
+            os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While a run is active in the main thread, turn a default SIGTERM into ``SystemExit(143)``.
+
+    With Python's default action SIGTERM ends the process at once and leaves the container (or process group)
+    running; as an exception it unwinds through the run's ``finally`` and everything is removed. A handler the
+    application installed itself is left alone.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def _raise(_signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

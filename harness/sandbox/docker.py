@@ -32,7 +32,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -52,6 +51,8 @@ from harness.sandbox.base import (
     RunRequest,
     RunResult,
     copy_output_tree,
+    deferred_signals,
+    sigterm_unwinds,
     validate_request,
 )
 
@@ -528,54 +529,6 @@ def _run_tool(argv: list[str]) -> None:
         raise SandboxError(f"{argv[0]} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
 
 
-# --- signal safety -------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _deferred_signals() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back while cleanup runs (main thread only), then deliver what arrived."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.getsignal(sig)
-        signal.signal(sig, lambda signum, _frame: received.append(signum))
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for signum in received[:1]:
-            logger.warning("signal %s arrived during sandbox cleanup; delivering it now", signum)
-            os.kill(os.getpid(), signum)
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """While a run is active in the main thread, turn a default SIGTERM into ``SystemExit(143)``.
-
-    With Python's default action SIGTERM ends the process at once and leaves the container running; as an
-    exception it unwinds through the run's ``finally`` and the container is removed.
-    """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-
-    def _raise(_signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 # --- layer (b): the sandbox ----------------------------------------------------------------------------------
 
 _LIVE_SANDBOXES: weakref.WeakSet[DockerSandbox] = weakref.WeakSet()
@@ -773,7 +726,7 @@ class DockerSandbox:
         warnings: list[str] = []
         area: _OutputArea | None = None
         try:
-            with _deferred_signals():
+            with deferred_signals():
                 if self._use_loop():
                     area = _LoopOutput(limits.output_mb, self.work_dir, self._user())
                 else:
@@ -788,18 +741,18 @@ class DockerSandbox:
             logs = LogCollector(int(limits.log_kb) * 1024)
             name = f"harness-{uuid.uuid4().hex[:12]}"
             spec = self.container_spec(request, area.host_path, name)
-            with _sigterm_unwinds():
+            with sigterm_unwinds():
                 try:
                     obs = self._execute(api, spec, logs, limits.time_s, area)
                 finally:
-                    with _deferred_signals():
+                    with deferred_signals():
                         self._remove(api, name)
             budget = int(limits.output_mb) * 1024 * 1024
             output_bytes, over_budget = area.collect(Path(request.output_dir), budget)
             outcome = self._outcome(obs, area.hit_cap() or over_budget, limits.memory_mb)
         finally:
             if area is not None:
-                with _deferred_signals():
+                with deferred_signals():
                     area.close()
         log, truncated, tail = logs.render()
         peak_mb = obs.peak_bytes / 2**20 if obs.peak_bytes else None
