@@ -31,10 +31,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from filelock import FileLock
 
@@ -48,6 +48,7 @@ __all__ = [
     "LABEL_INPUTS_HASH",
     "RECIPE_VERSION",
     "BuiltImage",
+    "ImageAPI",
     "build_task_image",
     "cache_dir",
     "download_wheels",
@@ -55,11 +56,27 @@ __all__ = [
     "image_packages",
     "inputs_hash",
     "render_dockerfile",
+    "wheel_cache_dir",
 ]
 
 logger = logging.getLogger(__name__)
 
 Echo = Callable[[str], Any]
+
+
+class ImageAPI(Protocol):
+    """The image calls of the engine layer (:class:`harness.sandbox.docker.DockerAPI` implements them)."""
+
+    def image_id(self, ref: str) -> str | None: ...
+
+    def inspect_image(self, ref: str) -> dict[str, Any]: ...
+
+    def build_image(
+        self, context_dir: Path, tag: str, labels: Mapping[str, str], network_mode: str = "none"
+    ) -> Iterator[dict[str, Any]]: ...
+
+    def import_image(self, chunks: Iterator[bytes], repository: str, tag: str, changes: list[str]) -> str: ...
+
 
 #: Version of the image recipe; bump it to rebuild every task image.
 RECIPE_VERSION = "1"
@@ -173,11 +190,22 @@ def _wheel_platforms() -> list[str]:
     return [*plats, "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
 
 
+def wheel_cache_dir(packages: Iterable[str]) -> Path:
+    """The cache folder of a package set's wheels (complete when it holds a ``.complete`` file).
+
+    Args:
+        packages: pip requirement strings; :data:`ALWAYS_PACKAGES` are added, order does not matter.
+    """
+    pkgs = list(image_packages(packages))
+    key = hashlib.sha256(json.dumps([IMAGE_PYTHON, _wheel_platforms(), pkgs]).encode()).hexdigest()[:16]
+    return cache_dir() / "wheels" / key
+
+
 def download_wheels(packages: Iterable[str], *, echo: Echo = print) -> Path:
     """Fetch wheels for CPython 3.11 / manylinux x86_64 into the cache (once per package set).
 
     Args:
-        packages: pip requirement strings (already including :data:`ALWAYS_PACKAGES`).
+        packages: pip requirement strings; :data:`ALWAYS_PACKAGES` are added.
         echo: progress messages.
 
     Returns:
@@ -187,9 +215,8 @@ def download_wheels(packages: Iterable[str], *, echo: Echo = print) -> Path:
         ImageError: pip found no wheel for a package (sdist-only, or no build for this platform), or pip failed.
     """
     pkgs = image_packages(packages)
-    key = hashlib.sha256(json.dumps([IMAGE_PYTHON, _wheel_platforms(), list(pkgs)]).encode()).hexdigest()[:16]
-    root = cache_dir() / "wheels"
-    dest = root / key
+    dest = wheel_cache_dir(pkgs)
+    root, key = dest.parent, dest.name
     if (dest / ".complete").is_file():
         logger.debug("wheels for %s reused from %s", pkgs, dest)
         return dest
@@ -255,7 +282,7 @@ def _tar_chunks(rootfs: Path, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
             proc.stderr.close()
 
 
-def ensure_base_image(echo: Echo = print, *, api: DockerAPI | None = None) -> str:
+def ensure_base_image(echo: Echo = print, *, api: ImageAPI | None = None) -> str:
     """Make sure the offline base image exists; bootstrap it with debootstrap once.
 
     The mirror is ``$HARNESS_DEBIAN_MIRROR`` or ``http://deb.debian.org/debian`` (only Debian's package mirror
@@ -335,7 +362,7 @@ def ensure_base_image(echo: Echo = print, *, api: DockerAPI | None = None) -> st
         return BASE_TAG
 
 
-def _resolve_base(base: str, api: DockerAPI, echo: Echo) -> tuple[str, str]:
+def _resolve_base(base: str, api: ImageAPI, echo: Echo) -> tuple[str, str]:
     ref = ensure_base_image(echo, api=api) if base == OFFLINE_BASE else base
     image_id = api.image_id(ref)
     if not image_id:
@@ -348,7 +375,7 @@ def _resolve_base(base: str, api: DockerAPI, echo: Echo) -> tuple[str, str]:
 
 
 def build_task_image(
-    spec: TaskSpec, *, base: str | None = None, force: bool = False, echo: Echo = print, api: DockerAPI | None = None
+    spec: TaskSpec, *, base: str | None = None, force: bool = False, echo: Echo = print, api: ImageAPI | None = None
 ) -> BuiltImage:
     """Build (or reuse) the image of a task, offline.
 
@@ -404,7 +431,7 @@ def build_task_image(
         return BuiltImage(tag, image_id, False, duration)
 
 
-def _stream_build(api: DockerAPI, context: Path, tag: str, labels: dict[str, str], echo: Echo) -> None:
+def _stream_build(api: ImageAPI, context: Path, tag: str, labels: dict[str, str], echo: Echo) -> None:
     tail: list[str] = []
     for message in api.build_image(context, tag, labels, network_mode="none"):
         if "error" in message:
