@@ -77,6 +77,8 @@ class ImageAPI(Protocol):
 
     def import_image(self, chunks: Iterator[bytes], repository: str, tag: str, changes: list[str]) -> str: ...
 
+    def remove_image(self, ref: str) -> None: ...
+
 
 #: Version of the image recipe; bump it to rebuild every task image.
 RECIPE_VERSION = "1"
@@ -426,6 +428,12 @@ def build_task_image(
         image_id = api.image_id(tag)
         if not image_id:
             raise ImageError(f"the build reported success but {tag} does not exist")
+        previous = existing.get("Id")
+        if previous and previous != image_id:
+            try:  # the replaced image lost its tag; drop it unless a container still uses it
+                api.remove_image(str(previous))
+            except Exception as exc:
+                logger.info("kept the replaced image %s of %s: %s", previous, tag, exc)
         duration = time.monotonic() - started
         logger.info("built %s (%s) in %.1f s", tag, image_id, duration)
         return BuiltImage(tag, image_id, False, duration)

@@ -119,6 +119,7 @@ class FakeImages:
                 "Config": {"Labels": dict(existing_labels)},
             }
         self.builds: list[dict[str, Any]] = []
+        self.removed: list[str] = []
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
         return self.images.get(ref, {})
@@ -144,6 +145,9 @@ class FakeImages:
 
     def import_image(self, chunks: Iterator[bytes], repository: str, tag: str, changes: list[str]) -> str:
         raise AssertionError("the offline base exists; nothing is imported")
+
+    def remove_image(self, ref: str) -> None:
+        self.removed.append(ref)
 
 
 def _expected_hash() -> str:
@@ -171,6 +175,7 @@ def test_changed_inputs_rebuild_offline(offline_pip: Path) -> None:
     assert "Dockerfile" in build["files"]
     assert "wheels/ipykernel-99.0-py3-none-any.whl" in build["files"]
     assert any(m.startswith("Step 1/2") for m in messages)
+    assert engine.removed == ["sha256:" + "11" * 32]  # the replaced image does not linger untagged
 
 
 def test_force_rebuilds_even_when_unchanged(offline_pip: Path) -> None:
