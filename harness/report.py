@@ -353,6 +353,7 @@ def _kernel_manager_class() -> Iterator[type]:
         dirs = [str(kernels_dir)]
 
         sockets = str(Path(fallback) / "kernel")
+        kernel_log = Path(fallback) / "kernel.log"
 
         class VenvKernelManager(AsyncKernelManager):
             """A kernel manager that only sees the harness venv's kernelspecs and talks over Unix sockets.
@@ -372,6 +373,16 @@ def _kernel_manager_class() -> Iterator[type]:
             @default("ip")
             def _ipc_path(self) -> str:
                 return sockets
+
+            async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+                # The kernel process's own stdout/stderr (start-up and shut-down chatter, not cell outputs, which
+                # travel over the sockets) go to a log read back when a kernel dies, not to the judge's terminal.
+                with kernel_log.open("ab") as sink:
+                    kw.setdefault("stdout", sink)
+                    kw.setdefault("stderr", sink)
+                    await super()._async_start_kernel(**kw)
+
+        VenvKernelManager.log_path = kernel_log  # type: ignore[attr-defined]
 
         yield VenvKernelManager
 
@@ -419,8 +430,11 @@ def _execute(
     except (PapermillException, RuntimeError, OSError, ValueError) as exc:
         # A dead kernel, a kernel that never started, or an unreadable template: no cell to blame.
         saved = f"; the partly executed notebook is at {output}" if output.is_file() else ""
+        kernel_log = getattr(kernel_manager_class, "log_path", None)
+        tail = log_tail(kernel_log, 10) if kernel_log is not None else ""
+        said = f"\nlast lines of the kernel's log:\n{tail}" if tail else ""
         raise ReportError(
-            f"{template.name} could not be executed: {type(exc).__name__}: {exc}{saved}", str(output)
+            f"{template.name} could not be executed: {type(exc).__name__}: {exc}{saved}{said}", str(output)
         ) from exc
 
 
@@ -674,7 +688,7 @@ def runs_by_split_table(
     ]
     df = pd.DataFrame(rows, columns=columns)
     df["run_id"] = df["run_id"].astype("int64")
-    df["submitted_at"] = pd.to_datetime(df["submitted_at"], utc=True)
+    df["submitted_at"] = pd.to_datetime(df["submitted_at"], utc=True).astype("datetime64[ns, UTC]")
     df["active"] = df["active"].astype("bool")
     for column in [*metric_columns, "duration_s", "peak_memory_mb"]:
         df[column] = df[column].astype("float64")
@@ -789,10 +803,9 @@ def artifact_links_html(
                 cells.append(f'<a href="{html.escape(url, quote=True)}">{html.escape(label)}</a>')
             else:
                 cells.append("—")
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "".join(
-        f"<th>{h}</th>" for h in ("team", "run", "status", "submitted (UTC)", "notebook", "log", "predictions")
-    )
+        rows.append("<tr>" + "".join(f'<td style="text-align: left">{c}</td>' for c in cells) + "</tr>")
+    names = ("team", "run", "status", "submitted (UTC)", "notebook", "log", "predictions")
+    head = "".join(f'<th style="text-align: left">{name}</th>' for name in names)
     return f'<table class="harness-artifacts"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -839,7 +852,7 @@ def resource_table(runs: Sequence[ScoredRun], spec: TaskSpec) -> pd.DataFrame:
     ]
     df = pd.DataFrame(rows, columns=columns)
     df["run_id"] = df["run_id"].astype("int64")
-    df["submitted_at"] = pd.to_datetime(df["submitted_at"], utc=True)
+    df["submitted_at"] = pd.to_datetime(df["submitted_at"], utc=True).astype("datetime64[ns, UTC]")
     for column in columns[3:]:
         df[column] = df[column].astype("float64")
     return df
