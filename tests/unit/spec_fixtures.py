@@ -34,10 +34,11 @@ def toy_raw() -> dict[str, Any]:
 
 
 def write_toy_task(dest: Path, raw: dict[str, Any] | None = None, *, data: bool = True) -> Path:
-    """Write the toy task into ``dest`` (task.yaml from ``raw``, the evaluator, and its data unless ``data`` is
-    False); return ``dest``."""
+    """Write the toy task into ``dest`` (task.yaml from ``raw``, the evaluator and prepare script, and the data
+    that prepare.py would write unless ``data`` is False); return ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(TOY_DIR / "evaluator.py", dest / "evaluator.py")
+    for name in ("evaluator.py", "prepare.py"):
+        shutil.copy(TOY_DIR / name, dest / name)
     (dest / "task.yaml").write_text(yaml.safe_dump(raw if raw is not None else toy_raw(), sort_keys=False))
     if data:
         root = dest / "data"

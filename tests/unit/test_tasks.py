@@ -1,0 +1,185 @@
+"""Task authors' tools (harness.tasks) on the toy task: atomic prepare, and validate catching unsound tasks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+from spec_fixtures import TEST_REFERENCE, toy_raw, write_toy_task
+
+from harness.errors import SpecError
+from harness.tasks import TaskValidationReport, prepare_task, validate_task
+
+
+def leftovers(task: Path) -> list[str]:
+    return sorted(p.name for p in task.iterdir() if p.name.startswith(".data."))
+
+
+def rendered(report: TaskValidationReport) -> str:
+    console = Console(record=True, width=200)
+    console.print(report.render())
+    return console.export_text()
+
+
+def check(report: TaskValidationReport, name: str) -> tuple[str, str]:
+    found = [c for c in report.checks if c.name == name]
+    assert found, [c.name for c in report.checks]
+    return found[0].status, found[0].detail
+
+
+# -- prepare ---------------------------------------------------------------------------------------------------
+def test_prepare_builds_the_data_readable_by_others_and_echoes_the_script(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task", data=False)
+    lines: list[str] = []
+    root = prepare_task(task, echo=lines.append)
+    assert root == (task / "data").resolve()
+    assert (root / "hidden" / "test_reference.csv").read_text() == TEST_REFERENCE.to_csv(index=False)
+    assert os.stat(root).st_mode & 0o777 == 0o755
+    assert "  wrote test_input" in lines and "  done" in lines
+    assert leftovers(task) == []
+
+
+def test_prepare_keeps_identical_data_untouched(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task", data=False)
+    inode = prepare_task(task, echo=lambda _: None).stat().st_ino
+    lines: list[str] = []
+    assert prepare_task(task, echo=lines.append).stat().st_ino == inode
+    assert any("the data is unchanged" in line for line in lines)
+
+
+def test_prepare_replaces_changed_data(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task")
+    (task / "data" / "stale.txt").write_text("from an older prepare")
+    root = prepare_task(task, echo=lambda _: None)
+    assert not (root / "stale.txt").exists()
+    assert (root / "validation_reference.csv").is_file()
+    assert leftovers(task) == []
+
+
+def test_failed_prepare_keeps_the_old_data_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = write_toy_task(tmp_path / "task")
+    before = sorted(p.relative_to(task) for p in (task / "data").rglob("*"))
+    monkeypatch.setenv("TOY_PREPARE_FAIL", "1")
+    with pytest.raises(SpecError) as info:
+        prepare_task(task, echo=lambda _: None)
+    assert info.value.message.startswith("prepare.py failed with exit code 3; its last output:")
+    assert "something went wrong halfway" in info.value.message
+    assert info.value.file.endswith("prepare.py")
+    assert sorted(p.relative_to(task) for p in (task / "data").rglob("*")) == before
+    assert leftovers(task) == []
+
+
+def test_prepare_past_its_timeout_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    task = write_toy_task(tmp_path / "task", data=False)
+    monkeypatch.setenv("TOY_PREPARE_SLEEP", "30")
+    with pytest.raises(SpecError, match=r"prepare.py did not finish within 1 s"):
+        prepare_task(task, echo=lambda _: None, timeout_s=1)
+    assert leftovers(task) == [] and not (task / "data").exists()
+
+
+def test_prepare_without_a_script(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task", data=False)
+    (task / "prepare.py").unlink()
+    with pytest.raises(SpecError, match="prepare script 'prepare.py' does not exist") as info:
+        prepare_task(task, echo=lambda _: None)
+    assert info.value.field == "data.prepare"
+
+
+def test_prepare_removes_leftovers_of_an_interrupted_prepare(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task", data=False)
+    (task / ".data.building-abc123").mkdir()
+    lines: list[str] = []
+    prepare_task(task, echo=lines.append)
+    assert leftovers(task) == []
+    assert "removing .data.building-abc123, left by an interrupted prepare" in lines
+
+
+# -- validate --------------------------------------------------------------------------------------------------
+def test_validate_a_sound_task(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task")
+    report = validate_task(task, sandbox="process", echo=lambda _: None)
+    assert report.ok, str(report)
+    assert check(report, "reference vs itself (test)")[0] == "pass"
+    assert report.scores["reference (test)"] == {
+        "public": {"mae": 0.0, "within_1": 1.0},
+        "private": {"mae": 0.0, "within_1": 1.0},
+    }
+    assert check(report, "reference (test)") == (
+        "pass",
+        "10 rows; columns id, y, split; splits: public 3 (30%), private 7 (70%)",
+    )
+    assert check(report, "baseline (validation)")[0] == "warn"  # the toy names no baseline
+    text = rendered(report)
+    assert "task is sound" in text and "reference (test)" in text
+
+
+def test_validate_reports_an_invalid_spec_as_a_failed_check(tmp_path: Path) -> None:
+    raw = toy_raw()
+    raw["metrics"][1]["goal"] = "lower"
+    report = validate_task(write_toy_task(tmp_path / "task", raw), sandbox="process", echo=lambda _: None)
+    assert not report.ok
+    status, detail = check(report, "spec loads")
+    assert status == "fail" and "metrics[1].goal: expected 'minimize' or 'maximize', got 'lower'" in detail
+    assert "task has problems" in rendered(report)
+
+
+def test_validate_without_prepared_data_says_to_prepare(tmp_path: Path) -> None:
+    report = validate_task(write_toy_task(tmp_path / "task", data=False), sandbox="process", echo=lambda _: None)
+    status, detail = check(report, "data prepared")
+    assert status == "fail" and "run `harness task prepare" in detail
+
+
+def test_validate_catches_labels_of_test_rows_in_an_input_folder(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task")
+    TEST_REFERENCE[["id", "y"]].to_csv(task / "data" / "test_input" / "train.csv", index=False)
+    report = validate_task(task, sandbox="process", echo=lambda _: None)
+    status, detail = check(report, "hidden reference isolated")
+    assert status == "fail"
+    assert "holds labels of 10 hidden test rows, e.g. t01" in detail
+
+
+def test_validate_catches_a_copy_of_the_hidden_reference(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task")
+    (task / "data" / "public" / "answers.bin").write_bytes((task / "data/hidden/test_reference.csv").read_bytes())
+    status, detail = check(validate_task(task, sandbox="process", echo=lambda _: None), "hidden reference isolated")
+    assert status == "fail" and "answers.bin is a copy of the hidden reference" in detail
+
+
+def test_validate_catches_targets_in_the_rows_to_predict(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task")
+    pd.DataFrame({"id": ["v1", "v2", "v3"], "y": [1, 2, 3]}).to_csv(
+        task / "data" / "validation_input" / "test.csv", index=False
+    )
+    status, detail = check(validate_task(task, sandbox="process", echo=lambda _: None), "input folder (validation)")
+    assert status == "fail"
+    assert "test.csv holds target column(s) ['y']" in detail
+    assert "test.csv has 3 ids, the reference 4; 1 missing, 0 extra" in detail
+
+
+def test_validate_catches_an_evaluator_that_misses_its_best_value(tmp_path: Path) -> None:
+    raw = toy_raw()
+    raw["metrics"][0]["best"] = 1.0  # wrong: a perfect prediction has MAE 0
+    report = validate_task(write_toy_task(tmp_path / "task", raw), sandbox="process", echo=lambda _: None)
+    status, detail = check(report, "reference vs itself (validation)")
+    assert status == "fail" and "mae on validation is 0.0, best is 1.0" in detail
+
+
+def test_validate_catches_an_evaluator_returning_an_undeclared_metric(tmp_path: Path) -> None:
+    raw = toy_raw()
+    raw["evaluator"]["class_name"] = "ExtraMetricEvaluator"
+    report = validate_task(write_toy_task(tmp_path / "task", raw), sandbox="process", echo=lambda _: None)
+    status, detail = check(report, "reference vs itself (test)")
+    assert status == "fail" and "returned metric(s) ['r2']" in detail
+
+
+def test_validate_reports_a_missing_baseline(tmp_path: Path) -> None:
+    raw = toy_raw()
+    raw["baseline"] = "no-such-baseline"
+    report = validate_task(write_toy_task(tmp_path / "task", raw), sandbox="process", echo=lambda _: None)
+    status, detail = check(report, "baseline (validation)")
+    assert status == "fail" and "no-such-baseline does not exist" in detail
