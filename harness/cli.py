@@ -314,8 +314,7 @@ def report_cmd(
     """
     from harness.report import write_report
 
-    err_console.print(f"executing the report notebooks of {task} (a kernel per notebook; a few seconds each)")
-    paths = write_report(task, db_url=db, home=_home(home), team=team, out_dir=out, split=split)
+    paths = write_report(task, db_url=db, home=_home(home), team=team, out_dir=out, split=split, echo=err_console.print)
     for path in paths.files():
         console.print(str(path), highlight=False, markup=False, soft_wrap=True)
 

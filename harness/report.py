@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +146,7 @@ def write_report(
     baseline_team: str | None = None,
     link_base: str | None = None,
     cell_timeout_s: float = 600.0,
+    echo: Callable[[str], object] | None = None,
 ) -> ReportPaths:
     """Execute the judges' notebooks of a task with papermill and export them to HTML.
 
@@ -168,6 +169,7 @@ def write_report(
         link_base: URL prefix for links to run artifacts (``https://host/artifacts``), joined with each artifact's
             path relative to ``home``; default links relative to ``out_dir``.
         cell_timeout_s: limit of one notebook cell, in seconds.
+        echo: called with one progress line before each notebook runs (the CLI prints them on stderr).
 
     Returns:
         The paths written.
@@ -203,8 +205,10 @@ def write_report(
         "link_base": link_base,
         "baseline_team": baseline_team,
     }
+    say = echo or (lambda _line: None)
     with _db_url_env(secret_url), _kernel_manager_class() as kernel_manager_class:
         leaderboard_nb = out / LEADERBOARD_NOTEBOOK
+        say(f"executing {LEADERBOARD_NOTEBOOK} for {spec.id} ({split} split)")
         _execute(
             _template(LEADERBOARD_NOTEBOOK),
             leaderboard_nb,
@@ -216,6 +220,7 @@ def write_report(
         paths = ReportPaths(out, leaderboard_nb, leaderboard_html)
         if team is not None:
             review_nb = out / f"review-{_file_safe(team)}.ipynb"
+            say(f"executing {REVIEW_NOTEBOOK} for team {team!r}")
             params = {**common, "team": team, "group_by": list(group_by) if group_by is not None else None}
             _execute(
                 _template(REVIEW_NOTEBOOK),
@@ -231,7 +236,12 @@ def write_report(
 
 
 def _check_results(spec: TaskSpec, url: str, team: str | None) -> None:
-    """Fail early, with a message naming the fix, when there is nothing to report."""
+    """Fail early, with a message naming the fix, when there is nothing to report (without creating a store)."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise HarnessError(
+            f"no results store at {url.removeprefix('sqlite:///')}, so no results for task {spec.id!r}. Run "
+            "`harness run TASK_DIR SUBMISSIONS_DIR` first (with the same --home/--db), then `harness report`."
+        )
     store = Store(url)
     try:
         runs = store.runs(spec.id, phase="test")
@@ -462,6 +472,12 @@ _HTML_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block data_png scoped -%}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+{%- set alt = (output | get_metadata('alt', 'image/png')) or 'plot' -%}
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}" alt="{{ alt | escape_html }}">
+</div>
+{%- endblock data_png -%}
 {%- block extra_css -%}
 <style type="text/css">
   body.jp-Notebook { max-width: 1200px; margin: 0 auto; padding: 1em 2em; }
@@ -469,6 +485,19 @@ _HTML_TEMPLATE = """{%- extends 'index.html.j2' -%}
 </style>
 {%- endblock extra_css -%}
 """
+
+
+def _describe_plots(nb: Any) -> None:
+    """Give each PNG output an alternative text: ``Plot: <the markdown heading above it>``."""
+    heading = "report"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            titles = [line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("#")]
+            heading = titles[-1] if titles else heading
+            continue
+        for output in cell.get("outputs", []):
+            if "image/png" in output.get("data", {}):
+                output.setdefault("metadata", {}).setdefault("image/png", {})["alt"] = f"Plot: {heading}"
 
 
 def _export_html(notebook: Path, *, title: str) -> Path:
@@ -486,6 +515,7 @@ def _export_html(notebook: Path, *, title: str) -> Path:
     try:
         nb = nbformat.read(notebook, as_version=4)
         nb.metadata["title"] = title
+        _describe_plots(nb)
         exporter = HTMLExporter(
             template_name="lab",
             extra_loaders=[jinja2.DictLoader({"harness_report.html.j2": _HTML_TEMPLATE})],

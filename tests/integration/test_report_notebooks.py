@@ -393,6 +393,7 @@ def test_html_lists_every_team_with_plots_and_no_code(toy: Toy, report: ReportPa
     for team in toy.teams:
         assert html_lib.escape(team) in page, team
     assert page.count('src="data:image/png;base64,') >= 3  # distributions, score/time, statuses
+    assert 'alt="Plot: Distribution of each metric"' in page and "No description has been provided" not in page
     assert "glue_table(" not in page and "resolve_task(" not in page  # code hidden
     assert "machine-readable copy" not in page  # remove_cell cells left out
     assert "<img src=x" not in page  # the team name is escaped, not markup
@@ -731,4 +732,5 @@ def test_cli_writes_report_and_prints_paths(toy: Toy, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert str(out / "leaderboard.html") in result.output.replace("\n", "")
+    assert "executing leaderboard.ipynb for toy-flights (public split)" in " ".join(result.output.split())
     assert (out / "leaderboard.ipynb").is_file() and (out / "leaderboard.html").is_file()

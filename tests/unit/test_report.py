@@ -371,11 +371,25 @@ def no_papermill(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("papermill.execute_notebook", refuse)
 
 
-def test_no_results_is_a_clear_error_before_papermill(tmp_path: Path, no_papermill: None) -> None:
+def test_no_store_file_is_a_clear_error_and_creates_nothing(tmp_path: Path, no_papermill: None) -> None:
     spec = _spec(tmp_path)
-    db_url = f"sqlite:///{tmp_path / 'home' / 'results.sqlite'}"
-    with pytest.raises(HarnessError, match=r"no results for task 'toy-flights' .*Run `harness run TASK_DIR"):
-        write_report(spec.task_dir, db_url=db_url, home=tmp_path / "home", out_dir=tmp_path / "out")
+    home = tmp_path / "home"
+    with pytest.raises(HarnessError, match=r"no results store at .*results.sqlite, so no results for task 'toy-flig"):
+        write_report(spec.task_dir, home=home, out_dir=tmp_path / "out")
+    assert not home.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_store_without_runs_of_the_task_is_a_clear_error(tmp_path: Path, no_papermill: None) -> None:
+    spec = _spec(tmp_path)
+    db_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    store = Store(db_url)
+    store.ensure_task("other-task", "Other", "0" * 64)
+    store.close()
+    with pytest.raises(
+        HarnessError,
+        match=r"no results for task 'toy-flights' in the store at .*; tasks with results there: other-task\. Run `ha",
+    ):
+        write_report(spec.task_dir, db_url=db_url, out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -383,7 +397,7 @@ def test_cli_no_results_exits_non_zero_with_the_message(tmp_path: Path, no_paper
     spec = _spec(tmp_path)
     result = CliRunner().invoke(app, ["report", str(spec.task_dir), "--home", str(tmp_path / "home")])
     assert result.exit_code == 2
-    assert "no results for task 'toy-flights'" in result.output
+    assert "no results for task 'toy-flights'" in " ".join(result.output.split())
     assert "Traceback" not in result.output
 
 
