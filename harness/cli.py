@@ -310,7 +310,8 @@ def report_cmd(
 ) -> None:
     """Execute the judges' notebooks with papermill and export them to HTML (code hidden); print the paths.
 
-    Open the executed notebooks with `.venv/bin/jupyter lab reports/`.
+    Explore them in JupyterLab: `.venv/bin/jupyter lab --ServerApp.root_dir=. --ContentsManager.allow_hidden=True
+    reports/TASK/leaderboard.ipynb` (from the project folder, so links to the run artifacts work).
     """
     from harness.report import write_report
 

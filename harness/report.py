@@ -14,7 +14,11 @@ small toolbox those notebooks call, so that what they show is computed by tested
   :func:`default_group_by`, :func:`prediction_errors`, :func:`errors_by_group`. The reference they read is the
   hidden one: these reports are for judges only.
 
-Open the executed notebooks in JupyterLab with ``.venv/bin/jupyter lab reports/``.
+Open the executed notebooks in JupyterLab from the project folder (the root must hold both ``reports/`` and the
+harness home, which is hidden by default, for the artifact links to work)::
+
+    .venv/bin/jupyter lab --ServerApp.root_dir=. --ContentsManager.allow_hidden=True \\
+        reports/nyc-flight-delays/leaderboard.ipynb
 """
 
 from __future__ import annotations
