@@ -230,8 +230,10 @@ def leaderboard_cmd(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv, markdown, html, json or parquet.")] = "table",
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
+    wide: Annotated[bool, typer.Option(help="Show every column (submission hash, timings, ...) in the table.")] = False,
 ) -> None:
     """Print or export the leaderboard: one ranked row per team."""
+    import pandas as pd
     from rich.table import Table
 
     from harness.leaderboard import display_table, export, leaderboard, resolve_task
@@ -250,17 +252,27 @@ def leaderboard_cmd(
             err_console.print(f"wrote {fmt} leaderboard of {spec.id} ({split}) to {output}")
         return
     shown = display_table(df, spec.metrics)
-    table = Table(title=f"{spec.title} — {split} leaderboard ({len(shown)} teams)", show_lines=False)
+    if not wide:
+        keep = ["rank", "team", *[m.name for m in spec.metrics], "status", "reason"]
+        if df["identical_to"].astype(bool).any():
+            keep.append("identical_to")
+        shown = shown[[c for c in keep if c in shown]]
+    labels = {m.name: m.label or m.name for m in spec.metrics}
+    table = Table(title=f"{spec.title}: {split} leaderboard ({len(shown)} teams)", title_justify="left")
     for column in shown.columns:
-        table.add_column(str(column), overflow="fold", max_width=60 if column == "reason" else None)
-    for _, row in shown.iterrows():
-        table.add_row(
-            *[
-                "" if (v is None or (not isinstance(v, str) and v != v) or v is __import__("pandas").NA) else str(v)
-                for v in row
-            ]
+        reason = column == "reason"
+        table.add_column(
+            labels.get(str(column), str(column)),
+            justify="right" if column in labels or column == "rank" else "left",
+            overflow="ellipsis" if reason else "fold",
+            no_wrap=True,
+            max_width=80 if reason else None,
+            min_width=None if reason else len(labels.get(str(column), str(column))),
         )
-    console.print(table)
+    for _, row in shown.iterrows():
+        table.add_row(*["" if pd.isna(value) else str(value) for value in row])
+    wide_console = console if console.is_terminal else Console(width=max(console.width, 160))
+    wide_console.print(table)
 
 
 # --- teams ---------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 import nbformat
 
 from harness.errors import EvaluatorError, InvalidOutputError, SandboxError
-from harness.sandbox import Mount, RunOutcome, RunRequest, RunResult, get_sandbox
+from harness.sandbox import Mount, RunOutcome, RunRequest, RunResult, Sandbox, get_sandbox
 from harness.spec import PHASES, TaskSpec
 from harness.submission import OpenedSubmission, open_submission
 
@@ -260,7 +260,7 @@ def evaluate_opened(
     *,
     phase: str,
     artifacts_dir: Path,
-    sandbox: str = "docker",
+    sandbox: str | Sandbox = "docker",
     team: str = "",
     image: str | None = None,
 ) -> RunRecord:
@@ -274,7 +274,8 @@ def evaluate_opened(
         phase: ``validation`` (self-check; scored against validation labels) or ``test`` (judging; hidden
             reference, splits public/private).
         artifacts_dir: an empty folder for this run's log.txt, executed.ipynb and output/.
-        sandbox: ``docker`` (default, isolating) or ``process`` (no isolation).
+        sandbox: ``docker`` (default, isolating) or ``process`` (no isolation), or a sandbox instance to share
+            between runs (the caller then closes it).
         team: team name for the record.
         image: image to run (default: the task's image, ``spec.image_tag``).
 
@@ -310,7 +311,7 @@ def evaluate_opened(
             "spec_hash": spec.spec_hash,
             "evaluator": spec.evaluator.path,
             "harness_version": _harness_version(),
-            "sandbox": sandbox,
+            "sandbox": sandbox if isinstance(sandbox, str) else sandbox.name,
             "phase": phase,
         },
     )
@@ -333,7 +334,7 @@ def evaluate_opened(
         output_target=OUTPUT_TARGET,
         label=f"{spec.id}/{record.team or '-'}/{opened.content_hash[:12]}/{phase}",
     )
-    runner = get_sandbox(sandbox)
+    runner = get_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
     try:
         result = runner.run(request)
     except SandboxError as exc:
@@ -343,6 +344,11 @@ def evaluate_opened(
         record.finished_at = dt.datetime.now(dt.UTC)
         (artifacts_dir / "log.txt").write_text(exc.log_tail or "", encoding="utf-8")
         return record
+    finally:
+        if isinstance(sandbox, str):
+            close = getattr(runner, "close", None)
+            if close is not None:
+                close()
     (artifacts_dir / "log.txt").write_text(result.log, encoding="utf-8")
     record.duration_s = result.duration_s
     record.peak_memory_mb = result.peak_memory_mb
@@ -370,9 +376,9 @@ def evaluate_opened(
     except InvalidOutputError as exc:
         record.status = "invalid_output"
         record.problems = list(exc.problems)
-        record.reason = exc.message if not exc.problems else f"{exc.message}: {exc.problems[0]}"
+        record.reason = exc.problems[0] if exc.problems else exc.message
         if len(exc.problems) > 1:
-            record.reason += f" (and {len(exc.problems) - 1} more)"
+            record.reason += f" (and {len(exc.problems) - 1} more problem(s))"
     except EvaluatorError as exc:
         record.status = "evaluator_error"
         record.reason = exc.message

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from harness.errors import EngineUnavailableError, ImageError, SubmissionError
 from harness.pipeline import RunRecord, evaluate_opened
+from harness.sandbox import get_sandbox
 from harness.spec import TaskSpec
 from harness.store import Store
 from harness.submission import OpenedSubmission, SubmissionEntry, iter_entries, open_submission
@@ -152,25 +153,6 @@ def _executor(workers: int, scheduler_address: str | None) -> tuple[cf.Executor,
     return pool, lambda: pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _remove_task_containers(task_id: str) -> int:
-    """Remove this task's sandbox containers (after Ctrl-C: worker threads cannot be interrupted)."""
-    try:
-        import docker
-
-        client = docker.from_env()
-        removed = 0
-        for container in client.containers.list(all=True, filters={"label": "org.hackathon-harness=1"}):
-            label = container.labels.get("org.hackathon-harness.label", "")
-            if label.startswith(f"{task_id}/"):
-                container.remove(force=True)
-                removed += 1
-        client.close()
-        return removed
-    except Exception as exc:  # the engine may be the reason we are stopping
-        log.warning("could not remove the sandbox containers of task %s: %s", task_id, exc)
-        return 0
-
-
 def evaluate_many(
     spec: TaskSpec,
     submissions_dir: Path,
@@ -266,6 +248,9 @@ def evaluate_many(
         _check_can_run(spec, sandbox, any(job.opened for job in jobs))
 
         executor, shutdown = _executor(workers, scheduler_address)
+        # Local workers share one sandbox, so Ctrl-C can remove every container it started (worker threads
+        # cannot be interrupted); Dask workers get the sandbox's name and make their own.
+        shared = get_sandbox(sandbox) if scheduler_address is None else None
         futures: dict[cf.Future[RunRecord], _Job] = {}
         try:
             for job in jobs:
@@ -279,7 +264,7 @@ def evaluate_many(
                     job.opened,
                     phase=phase,
                     artifacts_dir=artifacts_root / f"run-{job.run_id}",
-                    sandbox=sandbox,
+                    sandbox=shared or sandbox,
                     team=job.team,
                 )
                 futures[future] = job
@@ -311,12 +296,12 @@ def evaluate_many(
         except BaseException:
             for future in futures:
                 future.cancel()
-            if sandbox == "docker":
-                removed = _remove_task_containers(spec.id)
-                if removed:
-                    log.warning("removed %s running sandbox container(s) of task %s", removed, spec.id)
             raise
         finally:
+            if shared is not None:
+                close = getattr(shared, "close", None)
+                if close is not None:
+                    close()  # removes the containers of runs still going (after Ctrl-C or an error)
             shutdown()
     finally:
         store.release_lease(spec.id)
@@ -330,7 +315,12 @@ def _check_can_run(spec: TaskSpec, sandbox: str, needs_image: bool) -> None:
         return
     from harness.sandbox.docker import DockerSandbox
 
-    DockerSandbox().check_image(spec.image_tag)
+    with DockerSandbox() as box:
+        if box.api.image_id(spec.image_tag) is None:
+            raise ImageError(
+                f"the task image {spec.image_tag} does not exist on this Docker engine (images are never pulled); "
+                f"build it with `harness image build {spec.task_dir}`"
+            )
 
 
 def _finish_rejected(store: Store, spec: TaskSpec, job: _Job, phase: str, summary: BatchSummary, notify: Hooks) -> None:
