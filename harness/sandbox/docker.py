@@ -230,7 +230,9 @@ class DockerAPI:
         from docker.utils import kwargs_from_env
 
         try:
-            client = docker.APIClient(version="auto", timeout=int(timeout_s), **kwargs_from_env())
+            # Each run holds two connections for its whole duration (attach, wait): a pool larger than
+            # docker-py's default of 10 lets many worker threads share one client without churn.
+            client = docker.APIClient(version="auto", timeout=int(timeout_s), max_pool_size=64, **kwargs_from_env())
             client.ping()
         except Exception as exc:  # DockerException, requests' ConnectionError, FileNotFoundError...
             raise EngineUnavailableError(f"no Docker engine answers ({exc}). {ENGINE_HELP}") from None
@@ -249,6 +251,10 @@ class DockerAPI:
             raise SandboxError(f"{what}: the Docker engine refused: {exc.explanation or exc}") from None
         except requests.exceptions.ConnectionError as exc:
             raise EngineUnavailableError(f"{what}: lost the Docker engine ({exc}). {ENGINE_HELP}") from None
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
 
     # -- images ---------------------------------------------------------------------------------------------
     def image_id(self, ref: str) -> str | None:
@@ -582,6 +588,7 @@ class DockerSandbox:
         if enforce_output not in {"auto", "loop", "poll"}:
             raise ValueError(f"enforce_output must be 'auto', 'loop' or 'poll', got {enforce_output!r}")
         self._api = api
+        self._owns_api = api is None
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
         self.tmp_mb = tmp_mb
         self.home_mb = home_mb
@@ -591,6 +598,19 @@ class DockerSandbox:
         self._active: set[str] = set()
         self._lock = threading.Lock()
         _LIVE_SANDBOXES.add(self)
+
+    def close(self) -> None:
+        """Remove running containers of this sandbox and close the engine connection it opened itself."""
+        self.kill_all()
+        if self._owns_api and isinstance(self._api, DockerAPI):
+            self._api.close()
+            self._api = None
+
+    def __enter__(self) -> DockerSandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @property
     def api(self) -> EngineAPI:

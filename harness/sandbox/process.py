@@ -94,9 +94,9 @@ def map_paths(text: str, mapping: Mapping[str, str]) -> str:
         ``:``, ``,`` or whitespace, and ends at the end, before ``/``, a quote, ``,``, ``:``, ``;``, ``}``, ``]``
         or whitespace, replaced. Longer sandbox paths win (``/input/test`` before ``/input``).
     """
-    if not mapping:
+    keys = sorted((k for k in mapping if k.rstrip("/")), key=len, reverse=True)  # never map "/" itself
+    if not keys:
         return text
-    keys = sorted(mapping, key=len, reverse=True)
     pattern = re.compile(
         r"(?:(?<=^)|(?<=[\s\"'=:,\[{(]))("
         + "|".join(re.escape(k.rstrip("/")) for k in keys)

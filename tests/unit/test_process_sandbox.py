@@ -86,6 +86,10 @@ def test_map_paths(text: str, expected: str) -> None:
     assert map_paths(text, mapping) == expected
 
 
+def test_map_paths_never_maps_the_root() -> None:
+    assert map_paths("/etc/passwd /input", {"/": "/host", "/input": "/h/in"}) == "/etc/passwd /h/in"
+
+
 def test_one_command_for_both_sandboxes(folders: dict[str, Path], caplog: Any) -> None:
     code = """
         import json, os, sys
