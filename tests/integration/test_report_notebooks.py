@@ -417,6 +417,17 @@ def test_team_written_strings_are_escaped_in_the_review(evil_review: ReportPaths
         assert not [o for o in cell.outputs if o.output_type == "error"]
 
 
+def test_review_of_a_team_without_a_scored_run_explains_instead_of_failing(toy: Toy, tmp_path: Path) -> None:
+    paths = write_report(toy.task_dir, db_url=toy.db_url, home=toy.home, team="crashing", out_dir=tmp_path / "r")
+    assert paths.review_notebook is not None and paths.review_html is not None
+    for cell in _code_cells(paths.review_notebook):
+        assert not [o for o in cell.outputs if o.output_type == "error"]
+    page = paths.review_html.read_text(encoding="utf-8")
+    assert "No error analysis: the team has no scored run." in page
+    assert "could not convert string to float" in page  # the reason and the log tail
+    assert [r["status"] for r in read_glued(paths.review_notebook, "team_runs")] == ["failed"]
+
+
 def test_artifact_links_resolve_from_the_report_folder(report: ReportPaths) -> None:
     import re
     from urllib.parse import unquote
@@ -727,10 +738,11 @@ def test_kernel_runs_the_harness_python(toy: Toy, tmp_path: Path, monkeypatch: p
 
 def test_cli_writes_report_and_prints_paths(toy: Toy, tmp_path: Path) -> None:
     out = tmp_path / "reports"
-    result = CliRunner().invoke(
-        app, ["report", str(toy.task_dir), "--db", toy.db_url, "--home", str(toy.home), "--out", str(out)]
-    )
+    args = ["report", str(toy.task_dir), "--db", toy.db_url, "--home", str(toy.home), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--split", "private"])
     assert result.exit_code == 0, result.output
     assert str(out / "leaderboard.html") in result.output.replace("\n", "")
-    assert "executing leaderboard.ipynb for toy-flights (public split)" in " ".join(result.output.split())
-    assert (out / "leaderboard.ipynb").is_file() and (out / "leaderboard.html").is_file()
+    assert "executing leaderboard.ipynb for toy-flights (private split)" in " ".join(result.output.split())
+    expected = leaderboard(toy.task_dir, db_url=toy.db_url, home=toy.home, split="private")
+    assert read_glued(out / "leaderboard.ipynb", "leaderboard") == table_records(expected)
+    assert (out / "leaderboard.html").is_file()
