@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -39,11 +40,10 @@ def task_copy(tmp_path: Path, minimal_task_dir: Path, docker_api: DockerAPI) -> 
     """A copy of the minimal task under a fresh id; its image is removed afterwards."""
     task_id = f"minimal-cli-{uuid.uuid4().hex[:8]}"
     folder = tmp_path / task_id
-    folder.mkdir()
-    spec = yaml.safe_load((minimal_task_dir / "task.yaml").read_text())
+    shutil.copytree(minimal_task_dir, folder, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    spec = yaml.safe_load((folder / "task.yaml").read_text())
     spec["id"] = task_id
     (folder / "task.yaml").write_text(yaml.safe_dump(spec))
-    (folder / "evaluator.py").write_text((minimal_task_dir / "evaluator.py").read_text())
     yield folder
     docker_api.remove_image(f"harness-task/{task_id}:latest")
 
