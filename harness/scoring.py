@@ -370,7 +370,7 @@ def validate_predictions(
         problems += col_problems
         out[column.name] = values
     if problems:
-        summary = f"{name} is invalid: {_plural(len(problems), 'problem')}"
+        summary = f"{name} is invalid ({_plural(len(problems), 'problem')})"
         logger.info("%s: %s", summary, "; ".join(problems))
         raise InvalidOutputError(summary, problems)
     return pd.DataFrame({c: out[c] for c in required})
@@ -414,14 +414,14 @@ def _parse_ids(
             f"first: {first} (lines {', '.join(lines)}); write each id exactly once"
         )
     if expected_ids is not None:
+        rows = f"the rows of {spec.data.predict_file} in input_dir" if spec.data.predict_file else "the rows to predict"
         expected = pd.Index(pd.Series(list(expected_ids), dtype=object))
         present = pd.Index(ids[~skip])
         missing_mask = ~expected.isin(present)
         if missing_mask.any():
             problems.append(
                 f"{name} lacks {_fmt(int(missing_mask.sum()))} of {_fmt(len(expected))} ids; first "
-                f"missing: {expected[missing_mask][0]}; predict every row of the input's rows to "
-                "predict"
+                f"missing: {expected[missing_mask][0]}; predict every one of {rows}"
             )
         extra_mask = ~present.isin(expected)
         if extra_mask.any():
@@ -429,8 +429,7 @@ def _parse_ids(
             n_extra = int(extra.nunique())
             problems.append(
                 f"{name} has {_plural(n_extra, 'id')} that {'is' if n_extra == 1 else 'are'} not among "
-                f"the rows to predict; first: {extra[0]}; predict exactly the rows of the input's "
-                "rows to predict, not of the training data"
+                f"the rows to predict; first: {extra[0]}; predict exactly {rows}, not those of the training data"
             )
     return ids, problems
 

@@ -561,6 +561,7 @@ def _describe(error: dict[str, Any]) -> str:
             "less_than_equal": "at most",
         }[kind]
         bound = next(iter(ctx.values()), "?")
+        bound = f"{bound:g}" if isinstance(bound, int | float) else bound
         return f"expected a number {words} {bound}, got {found!r}"
     if kind == "string_pattern_mismatch":
         return f"expected a value matching {ctx.get('pattern', '')!r}, got {found!r}"

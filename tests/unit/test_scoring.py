@@ -223,7 +223,7 @@ def test_every_problem_is_reported_not_only_the_first(spec: TaskSpec, tmp_path: 
     frame.loc[4, "y"] = "nan"
     frame.loc[5, "y"] = "inf"
     error = invalid(spec, write_predictions(tmp_path, frame.to_csv(index=False)))
-    assert error.message == "predictions.csv is invalid: 3 problems"
+    assert error.message == "predictions.csv is invalid (3 problems)"
     joined = "\n".join(error.problems)
     assert "lacks 1 of 10 ids; first missing: t01" in joined
     assert "1 missing or NaN value; first at id t05" in joined
@@ -375,9 +375,9 @@ def test_invalid_output_crosses_the_process_boundary_intact(spec: TaskSpec, tmp_
     write_predictions(tmp_path / "out", text)
     with pytest.raises(InvalidOutputError) as info:
         score_outputs(spec, tmp_path / "out", "test")
-    assert info.value.message == "predictions.csv is invalid: 1 problem"
+    assert info.value.message == "predictions.csv is invalid (1 problem)"
     assert info.value.problems == [
-        "predictions.csv lacks 1 of 10 ids; first missing: t01; predict every row of the input's rows to predict"
+        "predictions.csv lacks 1 of 10 ids; first missing: t01; predict every one of the rows of test.csv in input_dir"
     ]
 
 
