@@ -205,6 +205,11 @@ def evaluate_many(
     store.acquire_lease(spec.id)
     try:
         summary.recovered = store.recover_interrupted(spec.id)
+        if sandbox == "docker" and scheduler_address is None and summary.recovered:
+            from harness.sandbox.docker import remove_orphans
+
+            # We hold the task's lease: containers and output mounts of an earlier, killed coordinator are orphans.
+            remove_orphans(label_prefix=f"{spec.id}/")
         submissions_root = home / "submissions" / spec.id
         submissions_root.mkdir(parents=True, exist_ok=True)
         artifacts_root = home / "artifacts" / spec.id
@@ -252,47 +257,40 @@ def evaluate_many(
         # cannot be interrupted); Dask workers get the sandbox's name and make their own.
         shared = get_sandbox(sandbox) if scheduler_address is None else None
         futures: dict[cf.Future[RunRecord], _Job] = {}
+        waiting = list(reversed(jobs))
         try:
-            for job in jobs:
-                job.run_id = store.start_run(job.submission_id, phase)
-                if job.opened is None:
-                    _finish_rejected(store, spec, job, phase, summary, notify)
-                    continue
-                future = executor.submit(
-                    evaluate_opened,
-                    spec,
-                    job.opened,
-                    phase=phase,
-                    artifacts_dir=artifacts_root / f"run-{job.run_id}",
-                    sandbox=shared or sandbox,
-                    team=job.team,
-                )
-                futures[future] = job
-                notify("on_run_started", team=job.team, content_hash=job.opened.content_hash)
-            for future in cf.as_completed(futures):
-                job = futures[future]
-                try:
-                    record = future.result()
-                except (EngineUnavailableError, ImageError):
-                    raise
-                except Exception as exc:  # a harness fault: recorded as data, the batch goes on
-                    log.exception("evaluating %s failed inside the harness", job.entry.path)
-                    record = RunRecord(
-                        task_id=spec.id,
+            # At most `workers` runs in flight: a run's row says `running` only while it really runs, and
+            # after Ctrl-C or SIGKILL nothing that never started is left looking started.
+            while waiting or futures:
+                while waiting and len(futures) < workers:
+                    job = waiting.pop()
+                    job.run_id = store.start_run(job.submission_id, phase)
+                    if job.opened is None:
+                        _finish_rejected(store, spec, job, phase, summary, notify)
+                        continue
+                    future = executor.submit(
+                        evaluate_opened,
+                        spec,
+                        job.opened,
                         phase=phase,
+                        artifacts_dir=artifacts_root / f"run-{job.run_id}",
+                        sandbox=shared or sandbox,
                         team=job.team,
-                        content_hash=job.opened.content_hash if job.opened else "",
-                        kind=job.opened.kind if job.opened else "unknown",
-                        status="harness_error",
-                        reason=f"{type(exc).__name__}: {exc}",
-                        finished_at=dt.datetime.now(dt.UTC),
                     )
-                _write(store, job, record)
-                store.renew_lease(spec.id)
-                summary.evaluated += 1
-                summary.statuses[record.status] += 1
-                summary.records.append(record)
-                notify("on_run_finished", record=record)
+                    futures[future] = job
+                    notify("on_run_started", team=job.team, content_hash=job.opened.content_hash)
+                if not futures:
+                    continue
+                done, _pending = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    job = futures.pop(future)
+                    record = _outcome(spec, job, phase, future)
+                    _write(store, job, record)
+                    store.renew_lease(spec.id)
+                    summary.evaluated += 1
+                    summary.statuses[record.status] += 1
+                    summary.records.append(record)
+                    notify("on_run_finished", record=record)
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -307,6 +305,26 @@ def evaluate_many(
         store.release_lease(spec.id)
         summary.duration_s = (dt.datetime.now(dt.UTC) - started).total_seconds()
     return summary
+
+
+def _outcome(spec: TaskSpec, job: _Job, phase: str, future: cf.Future[RunRecord]) -> RunRecord:
+    """The record of a finished future; an unexpected exception becomes a ``harness_error`` record."""
+    try:
+        return future.result()
+    except (EngineUnavailableError, ImageError):
+        raise
+    except Exception as exc:  # a harness fault: recorded as data, the batch goes on
+        log.exception("evaluating %s failed inside the harness", job.entry.path)
+        return RunRecord(
+            task_id=spec.id,
+            phase=phase,
+            team=job.team,
+            content_hash=job.opened.content_hash if job.opened else "",
+            kind=job.opened.kind if job.opened else "unknown",
+            status="harness_error",
+            reason=f"{type(exc).__name__}: {exc}",
+            finished_at=dt.datetime.now(dt.UTC),
+        )
 
 
 def _check_can_run(spec: TaskSpec, sandbox: str, needs_image: bool) -> None:

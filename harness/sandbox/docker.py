@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -97,6 +98,76 @@ TEAM_HOME = "/home/team"
 #: The task image's virtual environment (see :mod:`harness.images`).
 VENV_BIN = "/opt/venv/bin"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: File in each output area's scratch folder naming the host and pid of the harness process that made it.
+OWNER_FILE = "owner"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(api: EngineAPI | None = None, *, label_prefix: str = "", work_dir: Path | None = None) -> int:
+    """Remove what a harness process killed with SIGKILL left behind: its containers and its output mounts.
+
+    A container counts as orphaned when its ``org.hackathon-harness.pid`` label names a process that no longer
+    exists on this host (and its ``org.hackathon-harness.label`` starts with ``label_prefix``); an output area
+    (``harness-output-*`` under ``work_dir``) when the process named in its owner file is gone. Live harness
+    processes are never touched.
+
+    Args:
+        api: engine layer (default: a new :class:`DockerAPI`, closed afterwards).
+        label_prefix: only containers whose run label starts with this (e.g. ``"nyc-flight-delays/"``).
+        work_dir: folder of the output areas (default: the system temp folder).
+
+    Returns:
+        The number of containers and output areas removed.
+
+    Raises:
+        EngineUnavailableError: no engine answers.
+    """
+    own_api = api is None
+    engine: EngineAPI = api or DockerAPI()
+    removed = 0
+    try:
+        for container in engine.list_containers({CONTAINER_LABEL: "1"}):
+            try:
+                labels = engine.inspect(container).get("Config", {}).get("Labels") or {}
+            except SandboxError:
+                continue  # removed meanwhile
+            pid = labels.get(CONTAINER_LABEL_PID, "")
+            if not labels.get(CONTAINER_LABEL_NAME, "").startswith(label_prefix) or not pid.isdigit():
+                continue
+            if not _pid_alive(int(pid)):
+                logger.warning("removing container %s left by harness process %s, which is gone", container[:12], pid)
+                with contextlib.suppress(SandboxError):
+                    engine.remove(container)
+                    removed += 1
+    finally:
+        if own_api and isinstance(engine, DockerAPI):
+            engine.close()
+    host = socket.gethostname()
+    for folder in Path(work_dir or tempfile.gettempdir()).glob("harness-output-*"):
+        try:
+            owner_host, owner_pid = (folder / OWNER_FILE).read_text().split()
+        except (OSError, ValueError):
+            continue
+        if owner_host != host or not owner_pid.isdigit() or _pid_alive(int(owner_pid)):
+            continue
+        mount_point = folder / "mnt"
+        if os.path.ismount(mount_point):
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+        logger.warning("removing output area %s left by harness process %s, which is gone", folder, owner_pid)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
 #: An output file system with less free space than this (or a quarter of it, for tiny caps) counts as full.
 NEAR_FULL_BYTES = 2 * 1024 * 1024
 
@@ -202,6 +273,8 @@ class EngineAPI(Protocol):
     def stats(self, container: str) -> dict[str, Any]: ...
 
     def inspect(self, container: str) -> dict[str, Any]: ...
+
+    def list_containers(self, labels: Mapping[str, str]) -> list[str]: ...
 
 
 class DockerAPI:
@@ -433,6 +506,8 @@ class _LoopOutput(_OutputArea):
         self.host_path = self._dir / "mnt"
         self._mounted = False
         try:
+            # Whose area this is, so remove_orphans() can clean up after a harness killed with SIGKILL.
+            (self._dir / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
             self.host_path.mkdir()
             with open(self._image, "wb") as fh:
                 fh.truncate(output_mb * 1024 * 1024)

@@ -1,0 +1,214 @@
+"""The judging run against the real engine: ranking, idempotence, identical content, SIGKILL and resume.
+
+Uses the minimal fixture task (y = 3x + 1), copied to a temporary folder and prepared there, so each run takes
+about a second; submissions are written by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from harness.leaderboard import leaderboard
+from harness.store import Store
+
+pytestmark = pytest.mark.integration
+
+PERFECT = """
+import csv, os
+inp, out = os.environ["HARNESS_INPUT_DIR"], os.environ["HARNESS_OUTPUT_DIR"]
+rows = list(csv.DictReader(open(os.path.join(inp, "test.csv"))))
+with open(os.path.join(out, "predictions.csv"), "w") as fh:
+    fh.write("id,y\\n")
+    for r in rows:
+        fh.write(f"{r['id']},{3 * int(r['x']) + 1}\\n")
+"""
+
+MEAN = """
+import csv, os
+inp, out = os.environ["HARNESS_INPUT_DIR"], os.environ["HARNESS_OUTPUT_DIR"]
+train = list(csv.DictReader(open(os.path.join(inp, "train.csv"))))
+mean = sum(float(r["y"]) for r in train) / len(train)
+rows = list(csv.DictReader(open(os.path.join(inp, "test.csv"))))
+with open(os.path.join(out, "predictions.csv"), "w") as fh:
+    fh.write("id,y\\n")
+    for r in rows:
+        fh.write(f"{r['id']},{mean}\\n")
+"""
+
+RAISES = "raise RuntimeError('the team forgot something')\n"
+
+
+@pytest.fixture(scope="module")
+def minimal_task(tmp_path_factory: pytest.TempPathFactory, minimal_task_dir: Path) -> Path:
+    """A prepared copy of the minimal fixture task (its data built by its prepare.py)."""
+    import shutil
+
+    from harness.tasks import prepare_task
+
+    folder = tmp_path_factory.mktemp("task") / "minimal"
+    shutil.copytree(minimal_task_dir, folder, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    prepare_task(folder, echo=lambda _msg: None)
+    return folder
+
+
+def _script(folder: Path, code: str, team: str | None = None, delay_s: float = 0.0) -> Path:
+    folder.mkdir(parents=True)
+    prefix = f"import time; time.sleep({delay_s})\n" if delay_s else ""
+    (folder / "main.py").write_text(prefix + code)
+    if team:
+        (folder / "team.yaml").write_text(f"team: {team}\n")
+    return folder
+
+
+def _notebook(path: Path, code: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('input_dir = "data"\noutput_dir = "."')
+    params.metadata["tags"] = ["parameters"]
+    body = code.replace('os.environ["HARNESS_INPUT_DIR"]', "input_dir").replace(
+        'os.environ["HARNESS_OUTPUT_DIR"]', "output_dir"
+    )
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _harness(*args: str, home: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    if check:
+        assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def test_run_ranks_flags_identical_and_is_idempotent(minimal_task: Path, test_image: str, tmp_path: Path) -> None:
+    subs = tmp_path / "submissions"
+    _script(subs / "alpha", PERFECT)
+    _script(subs / "bravo", MEAN)
+    _script(subs / "charlie", RAISES)
+    _script(subs / "copycat", PERFECT)  # byte-identical to alpha
+    _notebook(subs.joinpath("delta.ipynb"), PERFECT)
+    home = tmp_path / "home"
+
+    first = _harness("run", str(minimal_task), str(subs), "--workers", "2", home=home)
+    assert "5 evaluated" in first.stdout, first.stdout
+
+    board = leaderboard(minimal_task, home=home)
+    rows = {r.team: r for r in board.itertuples()}
+    assert rows["alpha"].rank == rows["copycat"].rank == rows["delta"].rank == 1
+    assert rows["alpha"].mae == 0.0
+    assert rows["bravo"].rank == 4 and rows["bravo"].mae > 0
+    assert rows["charlie"].status == "failed" and "RuntimeError: the team forgot something" in rows["charlie"].reason
+    assert list(board["team"])[-1] == "charlie"
+    assert rows["alpha"].identical_to == "copycat" and rows["copycat"].identical_to == "alpha"
+    assert rows["delta"].identical_to == ""
+
+    second = _harness("run", str(minimal_task), str(subs), home=home)
+    assert "nothing to evaluate" in second.stdout, second.stdout
+    assert "5 submission(s) unchanged" in second.stderr
+
+    (subs / "bravo" / "main.py").write_text(PERFECT + "\n# improved\n")
+    third = _harness("run", str(minimal_task), str(subs), home=home)
+    assert "1 evaluated (1 succeeded), 4 unchanged" in third.stdout, third.stdout
+    assert leaderboard(minimal_task, home=home, selection="latest").set_index("team").loc["bravo", "mae"] == 0.0
+
+    store = Store(f"sqlite:///{home / 'results.sqlite'}")
+    try:
+        before = len(store.runs("minimal", active_only=False))
+        _harness("run", str(minimal_task), str(subs), "--rerun", home=home)
+        runs = store.runs("minimal", active_only=False)
+        active = store.runs("minimal")
+    finally:
+        store.close()
+    assert len(runs) == before + 5  # every entry of the folder again
+    assert len(active) == 6  # replaced, never added: one active result per submission (bravo has two versions)
+
+
+def test_leaderboard_cli_exports_and_explains_missing_results(
+    minimal_task: Path, test_image: str, tmp_path: Path
+) -> None:
+    subs = tmp_path / "submissions"
+    _script(subs / "alpha", PERFECT)
+    home = tmp_path / "home"
+    missing = _harness("leaderboard", str(minimal_task), home=home, check=False)
+    assert missing.returncode != 0
+    assert "no results for task 'minimal'" in missing.stderr and "harness run" in missing.stderr
+    _harness("run", str(minimal_task), str(subs), home=home)
+    exported = _harness("leaderboard", str(minimal_task), "--format", "json", "--split", "private", home=home)
+    rows = json.loads(exported.stdout)
+    assert [(r["team"], r["rank"], r["mae"]) for r in rows] == [("alpha", 1, 0.0)]
+
+
+def _finished_runs(db: Path) -> int:
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return con.execute("select count(*) from runs where active = 1").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+def test_sigkill_mid_batch_then_resume_loses_and_duplicates_nothing(
+    minimal_task: Path, test_image: str, tmp_path: Path
+) -> None:
+    subs = tmp_path / "submissions"
+    for i in range(6):
+        _script(subs / f"team-{i}", PERFECT + f"\n# team {i}\n", delay_s=1.5)
+    home = tmp_path / "home"
+    db = home / "results.sqlite"
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        str(minimal_task),
+        str(subs),
+        "--home",
+        str(home),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while _finished_runs(db) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the batch finished before it could be killed; make the submissions slower"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = _finished_runs(db)
+    assert 2 <= killed_at < 6
+
+    resumed = _harness("run", str(minimal_task), str(subs), home=home)
+    assert f"{killed_at} submission(s) unchanged" in resumed.stderr, resumed.stderr
+    assert "interrupted run(s) from an earlier call were evaluated again" in resumed.stdout, resumed.stdout
+
+    store = Store(f"sqlite:///{db}")
+    try:
+        active = store.runs("minimal")
+        every = store.runs("minimal", active_only=False)
+    finally:
+        store.close()
+    assert sorted(r.team for r in active) == [f"team-{i}" for i in range(6)]
+    assert all(r.status == "succeeded" and r.scores["public"]["mae"] == 0.0 for r in active)
+    assert {r.status for r in every} <= {"succeeded", "interrupted"}
+    assert sum(r.status == "interrupted" for r in every) == 1  # the run the SIGKILL cut short
