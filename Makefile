@@ -11,7 +11,7 @@ DEMO_HOME := .harness/demo
 WORKERS ?= $(shell nproc)
 PYTEST_ARGS ?=
 
-.PHONY: setup venv docker demo test test-unit lint format bench clean
+.PHONY: setup venv docker test-tools demo test test-unit lint format bench clean
 
 venv: $(VENV)/.installed
 
@@ -24,6 +24,9 @@ $(VENV)/.installed: pyproject.toml
 docker:
 	bash scripts/ensure-docker.sh
 
+test-tools:
+	bash scripts/ensure-test-tools.sh
+
 setup: venv docker
 
 demo: setup
@@ -32,8 +35,9 @@ demo: setup
 	$(HARNESS) run $(TASK) $(SUBMISSIONS) --home $(DEMO_HOME) --workers $(WORKERS)
 	$(HARNESS) leaderboard nyc-flight-delays --home $(DEMO_HOME) --split public --output $(DEMO_HOME)/leaderboard-public.md --format markdown
 	$(HARNESS) leaderboard nyc-flight-delays --home $(DEMO_HOME) --split public
+	$(HARNESS) report nyc-flight-delays --home $(DEMO_HOME)
 
-test: setup
+test: setup test-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv

@@ -12,12 +12,15 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from harness.errors import EXIT_CODES, HarnessError
+
+if TYPE_CHECKING:
+    from harness.store import Store
 
 app = typer.Typer(
     help="Evaluate hackathon submissions in sandboxes and publish honest metric tables.",
@@ -52,7 +55,7 @@ DbOption = Annotated[
 def _exit_code(exc: HarnessError) -> int:
     for cls in type(exc).__mro__:
         if cls in EXIT_CODES:
-            return EXIT_CODES[cls]  # type: ignore[index]
+            return EXIT_CODES[cls]
     return 2
 
 
@@ -73,6 +76,11 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _echo(message: str) -> None:
+    """Progress lines of library calls, printed verbatim (no rich markup: task scripts may print brackets)."""
+    err_console.print(message, markup=False, highlight=False)
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False) -> None:
     logging.basicConfig(
@@ -89,7 +97,7 @@ def task_prepare(task_dir: Annotated[Path, typer.Argument(help="Task folder hold
     """Build the task's data (public, inputs, hidden references) with its prepare script."""
     from harness.tasks import prepare_task
 
-    out = prepare_task(task_dir, echo=err_console.print)
+    out = prepare_task(task_dir, echo=_echo)
     console.print(f"data ready in {out}")
 
 
@@ -102,7 +110,7 @@ def task_validate(
     """Check the spec and data, score the reference against itself, run and score the baseline."""
     from harness.tasks import validate_task
 
-    report = validate_task(task_dir, sandbox=sandbox, echo=err_console.print)
+    report = validate_task(task_dir, sandbox=sandbox, echo=_echo)
     console.print(report.render())
     if not report.ok:
         raise typer.Exit(1)
@@ -122,7 +130,7 @@ def image_build(
     from harness.images import build_task_image
     from harness.spec import load_spec
 
-    built = build_task_image(load_spec(task_dir), base=base, force=force, echo=err_console.print)
+    built = build_task_image(load_spec(task_dir), base=base, force=force, echo=_echo)
     verb = "reused" if built.reused else "built"
     console.print(f"{verb} image {built.tag} ({built.image_id[:19]}) in {built.duration_s:.1f} s")
 
@@ -133,7 +141,7 @@ def _home(home: Path | None) -> Path:
     return (home or default_home()).resolve()
 
 
-def _store(db: str | None, home: Path | None):  # type: ignore[no-untyped-def]
+def _store(db: str | None, home: Path | None) -> Store:
     from harness.store import Store, resolve_db_url
 
     return Store(resolve_db_url(db, _home(home)))
@@ -187,7 +195,7 @@ def run(
 
     def hooks(event: str, **kwargs: object) -> None:
         if event == "on_batch_planned":
-            progress.update(bar, total=kwargs["total"])
+            progress.update(bar, total=float(kwargs["total"]))  # type: ignore[arg-type]
             skipped = kwargs["skipped"]
             if skipped:
                 err_console.print(f"{skipped} submission(s) unchanged since their last run: not evaluated again")
@@ -266,7 +274,7 @@ def leaderboard_cmd(
             justify="right" if column in labels or column == "rank" else "left",
             overflow="ellipsis" if reason else "fold",
             no_wrap=True,
-            max_width=80 if reason else None,
+            max_width=60 if reason else None,
             min_width=None if reason else len(labels.get(str(column), str(column))),
         )
     for _, row in shown.iterrows():
@@ -327,7 +335,7 @@ def report_cmd(
     """
     from harness.report import write_report
 
-    paths = write_report(task, db_url=db, home=_home(home), team=team, out_dir=out, split=split, echo=err_console.print)
+    paths = write_report(task, db_url=db, home=_home(home), team=team, out_dir=out, split=split, echo=_echo)
     for path in paths.files():
         console.print(str(path), highlight=False, markup=False, soft_wrap=True)
 

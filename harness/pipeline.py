@@ -193,21 +193,27 @@ def truncate_notebook_outputs(path: Path, *, cap_chars: int = NOTEBOOK_OUTPUT_CA
     return cut
 
 
+def _team_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.NotebookNode]]:
+    """The team's cells with their 1-based position in the team's own file (papermill's injected cell skipped)."""
+    cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    return list(enumerate(cells, start=1))
+
+
 def _notebook_failure(path: Path | None) -> str:
-    """The first error recorded in an executed notebook, as ``cell N raised Name: value``; ``""`` if none."""
+    """The first error in an executed notebook, as ``cell #N of your notebook raised Name: value``; ``""`` if none."""
     if path is None or not path.is_file():
         return ""
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception:
         return ""
-    for index, cell in enumerate(nb.cells):
+    for position, cell in _team_cells(nb):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 ename, evalue = output.get("ename", "Error"), str(output.get("evalue", ""))[:300]
                 if ename == "SystemExit":
                     continue  # sys.exit() is judged by the outputs it left, not as an error
-                return f"cell {index} raised {ename}: {evalue}".rstrip(": ")
+                return f"cell #{position} of your notebook raised {ename}: {evalue}".rstrip(": ")
     return ""
 
 
@@ -218,10 +224,9 @@ def _last_started_cell(path: Path | None) -> str:
         nb = nbformat.read(path, as_version=4)
     except Exception:
         return ""
-    for index, cell in enumerate(nb.cells):
-        status = cell.get("metadata", {}).get("papermill", {}).get("status")
-        if status == "running":
-            return f" while cell {index} was running"
+    for position, cell in _team_cells(nb):
+        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+            return f" while cell #{position} of your notebook was running"
     return ""
 
 
@@ -249,7 +254,7 @@ def _classify(
                 return "failed", failure
             if "DeadKernelError" in result.log or "Kernel died" in result.log:
                 return "failed", "the kernel died" + (f" ({_log_tail(result.log, 2)})" if result.log else "")
-        detail = _log_tail(result.log)
+        detail = _log_tail(result.log_tail if result.log_truncated and result.log_tail else result.log)
         return "failed", f"exited with code {result.exit_code}" + (f": {detail}" if detail else "")
     return None
 
