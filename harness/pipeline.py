@@ -194,8 +194,9 @@ def truncate_notebook_outputs(path: Path, *, cap_chars: int = NOTEBOOK_OUTPUT_CA
 
 
 def _team_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.NotebookNode]]:
-    """The team's cells with their 1-based position in the team's own file (papermill's injected cell skipped)."""
-    cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    """The team's cells with their 1-based position in the team's own file (cells papermill added skipped)."""
+    added = {"injected-parameters", "papermill-error-cell-tag"}
+    cells = [c for c in nb.cells if not added & set(c.get("metadata", {}).get("tags", []))]
     return list(enumerate(cells, start=1))
 
 
@@ -359,6 +360,7 @@ def evaluate_opened(
     record.peak_memory_mb = result.peak_memory_mb
     record.exit_code = result.exit_code
     record.provenance["image_id"] = result.image_id
+    record.notes.extend(result.warnings)  # e.g. "does not isolate" (process) or "output size polled" (no root)
     notebook: Path | None = None
     produced = output_dir / EXECUTED_NOTEBOOK
     if opened.kind == "notebook" and produced.is_file():
