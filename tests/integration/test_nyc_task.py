@@ -26,6 +26,9 @@ from harness.spec import TaskSpec, load_spec
 from harness.tasks import prepare_task, validate_task
 
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration  # starts Jupyter kernels and runs the examples as real processes
+
 TASK = REPO / "task_specs" / "nyc-flight-delays"
 EXAMPLES = REPO / "examples" / "submissions" / "nyc-flight-delays"
 
