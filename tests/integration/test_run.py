@@ -212,3 +212,49 @@ def test_sigkill_mid_batch_then_resume_loses_and_duplicates_nothing(
     assert all(r.status == "succeeded" and r.scores["public"]["mae"] == 0.0 for r in active)
     assert {r.status for r in every} <= {"succeeded", "interrupted"}
     assert sum(r.status == "interrupted" for r in every) == 1  # the run the SIGKILL cut short
+
+
+def test_dask_cluster_runs_the_batch_and_the_coordinator_writes(
+    minimal_task: Path, test_image: str, tmp_path: Path
+) -> None:
+    """`dask scheduler` and `dask worker` started as the README says; the coordinator alone writes the store."""
+    from harness.scheduling import evaluate_many
+    from harness.spec import load_spec
+
+    dask = Path(sys.executable).with_name("dask")
+    scheduler_file = tmp_path / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", scheduler_file],
+        **quiet,  # type: ignore[call-overload]
+    )
+    worker = subprocess.Popen(
+        [dask, "worker", "--scheduler-file", scheduler_file, "--nworkers", "1", "--nthreads", "2", "--no-dashboard"],
+        **quiet,  # type: ignore[call-overload]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        subs = tmp_path / "submissions"
+        _script(subs / "alpha", PERFECT)
+        _script(subs / "bravo", MEAN)
+        home = tmp_path / "home"
+        store = Store(f"sqlite:///{home / 'results.sqlite'}")
+        try:
+            summary = evaluate_many(load_spec(minimal_task), subs, store=store, home=home, scheduler_address=address)
+        finally:
+            store.close()
+    finally:
+        for proc in (worker, scheduler):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert summary.statuses == {"succeeded": 2}
+    board = leaderboard(minimal_task, home=home)
+    assert list(board["team"]) == ["alpha", "bravo"]
+    assert board["mae"].iloc[0] == 0.0
