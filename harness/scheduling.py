@@ -55,6 +55,8 @@ class BatchSummary:
         evaluated: runs executed in this call.
         unchanged: entries skipped because their content already has a finished result.
         recovered: runs of an earlier, interrupted coordinator that were marked ``interrupted``.
+        over_limit: teams whose new submission waits because they reached the spec's ``daily_limit`` today
+            (UTC); nothing is recorded for it, so a call on a later day takes it.
         statuses: count of this call's runs per status.
         records: this call's run records, in completion order.
         duration_s: wall-clock seconds of the whole call.
@@ -65,19 +67,28 @@ class BatchSummary:
     evaluated: int = 0
     unchanged: int = 0
     recovered: int = 0
+    over_limit: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     records: list[RunRecord] = field(default_factory=list)
     duration_s: float = 0.0
 
     def message(self) -> str:
         """One line for humans, e.g. ``"6 entries: 4 evaluated (3 succeeded, 1 failed), 2 unchanged"``."""
+        waiting = ""
+        if self.over_limit:
+            waiting = (
+                f"; {len(self.over_limit)} over their daily limit, not evaluated today: {', '.join(self.over_limit)}"
+            )
         if not self.evaluated:
-            return f"{self.entries} entries: nothing to evaluate; all {self.unchanged} unchanged since their last run"
+            return (
+                f"{self.entries} entries: nothing to evaluate; {self.unchanged} unchanged since their last run"
+                + waiting
+            )
         parts = ", ".join(f"{n} {status}" for status, n in sorted(self.statuses.items()))
         text = f"{self.entries} entries: {self.evaluated} evaluated ({parts}), {self.unchanged} unchanged"
         if self.recovered:
             text += f"; {self.recovered} interrupted run(s) from an earlier call were evaluated again"
-        return text + f" in {self.duration_s:.1f} s"
+        return text + waiting + f" in {self.duration_s:.1f} s"
 
 
 @dataclass
@@ -219,6 +230,18 @@ def evaluate_many(
         for entry in entries:
             opened, rejection = _open_entry(spec, entry, submissions_root)
             team = (opened.team if opened and opened.team else None) or entry.default_team_name
+            limit = spec.leaderboard.daily_limit
+            if (
+                opened is not None
+                and phase == "test"
+                and limit
+                and not store.is_known(spec.id, team, opened.content_hash)
+                and store.registered_today(spec.id, team) >= limit
+            ):
+                # Not recorded at all, so the entry is taken in a later call on another (UTC) day.
+                summary.over_limit.append(team)
+                log.warning("team %s reached its daily limit of %s submissions; %s waits", team, limit, entry.path)
+                continue
             if opened is not None:
                 submission_id, _created = store.register_submission(
                     spec.id,

@@ -39,6 +39,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    insert,
     select,
     text,
     update,
@@ -127,6 +128,7 @@ class SubmissionRow(_Base):
     n_bytes: Mapped[int] = mapped_column(Integer, default=0)
     notes: Mapped[list[str]] = mapped_column(JSON, default=list)
     submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
 
 
 class RunRow(_Base):
@@ -170,6 +172,18 @@ class ScoreRow(_Base):
     split: Mapped[str] = mapped_column(String(32))
     metric: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
+
+
+class MetaRow(_Base):
+    """Key-value facts about the store itself (its schema version)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+#: Version of the tables above; a store made by another version is refused with a clear message.
+SCHEMA_VERSION = "1"
 
 
 class LeaseRow(_Base):
@@ -267,11 +281,21 @@ class Store:
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             _Base.metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                found = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).scalar()
+                if found is None:
+                    conn.execute(insert(MetaRow).values(key="schema_version", value=SCHEMA_VERSION))
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise StoreError(
                 f"cannot open the results store at {self._safe_url()}: {exc}. Check --db / $HARNESS_DB_URL "
                 "(e.g. sqlite:///path/results.sqlite or postgresql+psycopg://user@host/db)."
             ) from None
+        if found not in (None, SCHEMA_VERSION):
+            self.engine.dispose()
+            raise StoreError(
+                f"the results store at {self._safe_url()} has schema version {found}, this harness uses "
+                f"{SCHEMA_VERSION}; use a new store (--home/--db) or the harness version that made it"
+            )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
@@ -368,6 +392,35 @@ class Store:
             sess.add(row)
             sess.flush()
             return row.id, True
+
+    def is_known(self, task_id: str, team: str, content_hash: str) -> bool:
+        """Whether the team already submitted this content for the task."""
+        with self.session() as sess:
+            query = (
+                select(SubmissionRow.id)
+                .join(TeamRow, SubmissionRow.team_id == TeamRow.id)
+                .where(
+                    SubmissionRow.task_id == task_id, TeamRow.name == team, SubmissionRow.content_hash == content_hash
+                )
+            )
+            return sess.scalars(query).first() is not None
+
+    def registered_today(self, task_id: str, team: str, now: dt.datetime | None = None) -> int:
+        """How many distinct submissions the team registered on the current UTC day (for daily limits)."""
+        now = now or _utcnow()
+        day_start = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        with self.session() as sess:
+            query = (
+                select(SubmissionRow.id)
+                .join(TeamRow, SubmissionRow.team_id == TeamRow.id)
+                .where(
+                    SubmissionRow.task_id == task_id,
+                    TeamRow.name == team,
+                    SubmissionRow.registered_at >= day_start,
+                    SubmissionRow.registered_at < day_start + dt.timedelta(days=1),
+                )
+            )
+            return len(sess.scalars(query).all())
 
     # --- runs ---------------------------------------------------------------------------------------------
     def active_run(self, submission_id: int, phase: str) -> RunRow | None:

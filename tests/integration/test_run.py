@@ -258,3 +258,25 @@ def test_dask_cluster_runs_the_batch_and_the_coordinator_writes(
     board = leaderboard(minimal_task, home=home)
     assert list(board["team"]) == ["alpha", "bravo"]
     assert board["mae"].iloc[0] == 0.0
+
+
+def test_daily_limit_defers_a_teams_extra_submission(minimal_task: Path, test_image: str, tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    task = tmp_path / "limited"
+    shutil.copytree(minimal_task, task)
+    raw = yaml.safe_load((task / "task.yaml").read_text())
+    raw["leaderboard"] = {"daily_limit": 1}
+    (task / "task.yaml").write_text(yaml.safe_dump(raw))
+    subs = tmp_path / "submissions"
+    _script(subs / "first", PERFECT, team="eager")
+    _script(subs / "second", MEAN, team="eager")
+    _script(subs / "other", MEAN, team="calm")
+    home = tmp_path / "home"
+    proc = _harness("run", str(task), str(subs), home=home)
+    assert "2 evaluated" in proc.stdout and "1 over their daily limit, not evaluated today: eager" in proc.stdout
+    again = _harness("run", str(task), str(subs), home=home)
+    assert "over their daily limit" in again.stdout  # still waiting, never recorded, never lost
+    assert sorted(leaderboard(task, home=home)["team"]) == ["calm", "eager"]

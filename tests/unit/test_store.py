@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from harness.errors import StoreError
-from harness.store import RunRow, Store
+from harness.store import MetaRow, RunRow, Store
 
 
 @pytest.fixture()
@@ -96,3 +96,23 @@ def test_lease_of_a_dead_process_is_taken_over(store: Store) -> None:
 def test_bad_url_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="cannot open the results store"):
         Store("nosuchdialect://x")
+
+
+def test_daily_count_and_known_content(store: Store) -> None:
+    assert store.registered_today("task", "a") == 0
+    _submission(store, "a", "1" * 64)
+    _submission(store, "a", "2" * 64)
+    _submission(store, "b", "3" * 64)
+    assert store.registered_today("task", "a") == 2
+    assert store.is_known("task", "a", "1" * 64) and not store.is_known("task", "b", "1" * 64)
+    import datetime as dt
+
+    tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    assert store.registered_today("task", "a", now=tomorrow) == 0
+
+
+def test_store_of_another_schema_version_is_refused(store: Store) -> None:
+    with store.session() as sess:
+        sess.execute(update(MetaRow).values(value="0"))
+    with pytest.raises(StoreError, match="schema version 0"):
+        Store(store.url)
