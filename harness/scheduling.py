@@ -10,6 +10,7 @@ nothing: its ``running`` rows are marked ``interrupted`` by the next coordinator
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 from harness.errors import EngineUnavailableError, ImageError, SubmissionError
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.sandbox import get_sandbox
+from harness.scoring import warm_evaluators
 from harness.spec import TaskSpec
 from harness.store import Store
 from harness.submission import OpenedSubmission, SubmissionEntry, iter_entries, open_submission
@@ -281,7 +283,11 @@ def evaluate_many(
         shared = get_sandbox(sandbox) if scheduler_address is None else None
         futures: dict[cf.Future[RunRecord], _Job] = {}
         waiting = list(reversed(jobs))
+        stack = contextlib.ExitStack()
+        # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
+        warm = warm_evaluators(workers) if scheduler_address is None else contextlib.nullcontext()
         try:
+            stack.enter_context(warm)
             # At most `workers` runs in flight: a run's row says `running` only while it really runs, and
             # after Ctrl-C or SIGKILL nothing that never started is left looking started.
             while waiting or futures:
@@ -319,6 +325,7 @@ def evaluate_many(
                 future.cancel()
             raise
         finally:
+            stack.close()
             if shared is not None:
                 close = getattr(shared, "close", None)
                 if close is not None:

@@ -31,14 +31,16 @@ import math
 import os
 import pickle
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -690,18 +692,39 @@ _ERROR_CLASSES: Final[dict[str, type[HarnessError]]] = {
 
 
 def _child_main() -> None:
-    """Entry point of the evaluator process: ``python -c '...' REQUEST RESULT MEMORY_MB``.
+    """Entry point of a cold evaluator process: ``python -c '...' REQUEST RESULT MEMORY_MB``."""
+    request_path, result_path, memory_mb = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    _limit_memory(memory_mb)
+    _serve(request_path, result_path, memory_mb)
 
-    Reads the pickled ``(spec, output_dir, phase)`` the parent wrote, applies the memory limit, runs
-    :func:`evaluate_outputs` and writes the outcome as JSON (never pickle: nothing the evaluator makes is
-    unpickled by the harness).
+
+def _standby_main() -> None:
+    """Entry point of a warm evaluator process: ``python -c '...' WORK_DIR MEMORY_MB``.
+
+    It applies the memory limit, imports what evaluators use (pandas, numpy, scikit-learn's metrics), then waits
+    for one line on stdin and serves ``WORK_DIR/request.pkl`` into ``WORK_DIR/result.json``. One request per
+    process: nothing an evaluator leaves in memory reaches the next run.
     """
+    work, memory_mb = Path(sys.argv[1]), int(sys.argv[2])
+    _limit_memory(memory_mb)
+    with contextlib.suppress(ImportError, MemoryError):
+        import sklearn.metrics  # noqa: F401  (warm-up only)
+    if not sys.stdin.readline():
+        return  # the harness closed the pool without a request
+    _serve(str(work / "request.pkl"), str(work / "result.json"), memory_mb)
+
+
+def _limit_memory(memory_mb: int) -> None:
     import resource
 
-    request_path, result_path, memory_mb = sys.argv[1], sys.argv[2], int(sys.argv[3])
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _serve(request_path: str, result_path: str, memory_mb: int) -> None:
+    """Read the pickled ``(spec, output_dir, phase)`` our parent wrote, run :func:`evaluate_outputs` and write the
+    outcome as JSON (never pickle: nothing the evaluator makes is unpickled by the harness)."""
     outcome: dict[str, Any]
     try:
         with open(request_path, "rb") as fh:
@@ -749,6 +772,98 @@ def _tail(path: Path) -> str:
         return ""
 
 
+# -- warm evaluator processes ----------------------------------------------------------------------------------
+class _Standby:
+    """An evaluator process started ahead of time: imports done, waiting for one request (see _standby_main)."""
+
+    def __init__(self, memory_mb: int, env: dict[str, str]) -> None:
+        self.memory_mb = memory_mb
+        self.work = Path(tempfile.mkdtemp(prefix="harness-score-"))
+        self.log = self.work / "evaluator.log"
+        with self.log.open("wb") as log_fh:
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from harness.scoring import _standby_main; _standby_main()",
+                    str(self.work),
+                    str(memory_mb),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                cwd=self.work,
+                env=env,
+                start_new_session=True,
+            )
+
+    def discard(self) -> None:
+        _kill_group(self.proc)
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+class _WarmPool:
+    """Standby evaluator processes shared by the threads of one batch (see :func:`warm_evaluators`)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.idle: list[_Standby] = []
+        self.lock = threading.Lock()
+
+    def take(self, memory_mb: int, env: dict[str, str]) -> _Standby | None:
+        with self.lock:
+            match = next((s for s in self.idle if s.memory_mb == memory_mb and s.proc.poll() is None), None)
+            if match is not None:
+                self.idle.remove(match)
+            for other in [s for s in self.idle if s.memory_mb != memory_mb]:
+                self.idle.remove(other)
+                other.discard()
+            while len(self.idle) < self.size:  # ready for the next runs
+                self.idle.append(_Standby(memory_mb, env))
+            return match
+
+    def close(self) -> None:
+        with self.lock:
+            for standby in self.idle:
+                standby.discard()
+            self.idle.clear()
+
+
+_POOL: _WarmPool | None = None
+
+
+@contextlib.contextmanager
+def warm_evaluators(size: int = 1) -> Iterator[None]:
+    """Keep ``size`` evaluator processes started ahead of time while the block runs.
+
+    Starting Python and importing pandas and scikit-learn costs about a second per scoring; a batch of thousands
+    of submissions pays it in the background instead. Each process still serves exactly one scoring under the
+    same time and memory limits, and every standby is killed when the block ends.
+    """
+    global _POOL
+    if _POOL is not None:  # nested: the outer block owns the pool
+        yield
+        return
+    _POOL = _WarmPool(max(1, size))
+    try:
+        yield
+    finally:
+        pool, _POOL = _POOL, None
+        pool.close()
+
+
+def _evaluator_env() -> dict[str, str]:
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")  # keeps the address space of the BLAS thread pools small
+    return env
+
+
 def score_outputs(spec: TaskSpec, output_dir: Path, phase: str) -> dict[str, dict[str, float]]:
     """Validate a run's outputs and score them, in a separate process with the evaluator's limits.
 
@@ -775,34 +890,40 @@ def score_outputs(spec: TaskSpec, output_dir: Path, phase: str) -> dict[str, dic
     if phase not in spec.data.references:
         raise ValueError(f"unknown phase {phase!r}; expected one of {list(spec.data.references)}")
     time_s = spec.evaluator.time_s
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, "1")  # keeps the address space of the BLAS thread pools small
-    with tempfile.TemporaryDirectory(prefix="harness-score-") as tmp:
-        work = Path(tmp)
+    env = _evaluator_env()
+    pool = _POOL
+    standby = pool.take(spec.evaluator.memory_mb, env) if pool is not None else None
+    work = standby.work if standby is not None else Path(tempfile.mkdtemp(prefix="harness-score-"))
+    try:
         request, result, log = work / "request.pkl", work / "result.json", work / "evaluator.log"
         request.write_bytes(pickle.dumps((spec, Path(output_dir).resolve(), phase)))
-        command = [
-            sys.executable,
-            "-c",
-            "from harness.scoring import _child_main; _child_main()",
-            str(request),
-            str(result),
-            str(spec.evaluator.memory_mb),
-        ]
         started = time.monotonic()
-        with log.open("wb") as log_fh:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_fh,
-                stderr=subprocess.STDOUT,
-                cwd=work,
-                env=env,
-                start_new_session=True,
-            )
+        if standby is not None:
+            proc = standby.proc
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(b"go\n")
+                proc.stdin.close()
+            except OSError:
+                pass  # it died while waiting: reported below as an evaluator without a result
+        else:
+            with log.open("wb") as log_fh:
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "from harness.scoring import _child_main; _child_main()",
+                        str(request),
+                        str(result),
+                        str(spec.evaluator.memory_mb),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fh,
+                    stderr=subprocess.STDOUT,
+                    cwd=work,
+                    env=env,
+                    start_new_session=True,
+                )
         logger.debug("evaluator process %d started for %s (%s)", proc.pid, spec.id, phase)
         try:
             returncode = proc.wait(timeout=time_s)
@@ -827,6 +948,8 @@ def score_outputs(spec: TaskSpec, output_dir: Path, phase: str) -> dict[str, dic
             hint = " (SIGKILL: perhaps the machine's OOM killer)" if returncode == -signal.SIGKILL else ""
             raise EvaluatorError(f"the evaluator process {how}{hint} without a result", _tail(log))
         outcome = json.loads(result.read_text(encoding="utf-8"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     if outcome["ok"]:
         return {split: {m: float(v) for m, v in metrics.items()} for split, metrics in outcome["scores"].items()}
     raise _ERROR_CLASSES[outcome["error"]](*outcome["args"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -481,3 +482,41 @@ def test_int_ids_are_compared_as_numbers(tmp_path: Path) -> None:
         score_outputs(spec, out, "test")
     assert "column 'id' must hold whole numbers; 3 ids are not, first: '1.5'" in info.value.problems[0]
     assert "lacks 2 of 10 ids; first missing: 1" in info.value.problems[1]
+
+
+def _our_children() -> set[int]:
+    me = str(os.getpid())
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me and fields[0] != "Z":
+                out.add(int(entry.name))
+    return out
+
+
+def test_warm_evaluators_score_the_same_keep_limits_and_leave_nothing(tmp_path: Path) -> None:
+    from harness.scoring import warm_evaluators
+
+    before = _our_children()
+    scratch_before = set(Path(tempfile.gettempdir()).glob("harness-score-*"))
+    spec = toy_spec(tmp_path / "task")
+    hanging = toy_spec(tmp_path / "hang", class_name="HangingEvaluator", time_s=3)
+    write_predictions(tmp_path / "out", perfect_predictions())
+    cold = score_outputs(spec, tmp_path / "out", "test")
+    with warm_evaluators(2):
+        warm = [score_outputs(spec, tmp_path / "out", "test") for _ in range(3)]
+        assert len(_our_children() - before) == 2  # the standbys wait for the next scoring
+        started = time.monotonic()
+        with pytest.raises(EvaluatorError, match="time limit of 3 s"):
+            score_outputs(hanging, tmp_path / "out", "test")
+        assert 3 <= time.monotonic() - started < 6
+    assert warm == [cold] * 3
+    deadline = time.monotonic() + 5
+    while _our_children() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _our_children() - before
+    assert not set(Path(tempfile.gettempdir()).glob("harness-score-*")) - scratch_before
