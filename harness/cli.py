@@ -205,7 +205,7 @@ def run(
             counts[status] = counts.get(status, 0) + 1
             progress.update(bar, advance=1, counts=" ".join(f"{k}:{v}" for k, v in sorted(counts.items())))
             line = f"{record.team:<24} {status:<16} {record.reason}"  # type: ignore[attr-defined]
-            progress.console.print(line[:200], highlight=False, markup=False)
+            progress.console.print(line[:200], highlight=False, markup=False, soft_wrap=True)
 
     try:
         with progress:
@@ -223,7 +223,7 @@ def run(
             )
     finally:
         store.close()
-    console.print(summary.message(), highlight=False)
+    console.print(summary.message(), highlight=False, soft_wrap=True)
 
 
 @app.command("leaderboard")
