@@ -49,6 +49,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from harness.errors import StoreError
+from harness.procs import pid_alive
 
 __all__ = [
     "FINAL_STATUSES",
@@ -220,16 +221,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -546,7 +537,7 @@ class Store:
                 if row.owner == self.owner:
                     row.renewed_at = now
                     return
-                dead = row.host == host and not _pid_alive(row.pid)
+                dead = row.host == host and not pid_alive(row.pid)
                 stale = (now - renewed).total_seconds() > LEASE_STALE_S
                 if dead or stale:
                     log.warning(

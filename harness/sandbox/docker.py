@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import EngineUnavailableError, ImageError, SandboxError
+from harness.procs import pid_alive
 from harness.sandbox.base import (
     LogCollector,
     RunOutcome,
@@ -102,16 +103,6 @@ BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OWNER_FILE = "owner"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_orphans(api: EngineAPI | None = None, *, label_prefix: str = "", work_dir: Path | None = None) -> int:
     """Remove what a harness process killed with SIGKILL left behind: its containers and its output mounts.
 
@@ -143,7 +134,7 @@ def remove_orphans(api: EngineAPI | None = None, *, label_prefix: str = "", work
             pid = labels.get(CONTAINER_LABEL_PID, "")
             if not labels.get(CONTAINER_LABEL_NAME, "").startswith(label_prefix) or not pid.isdigit():
                 continue
-            if not _pid_alive(int(pid)):
+            if not pid_alive(int(pid)):
                 logger.warning("removing container %s left by harness process %s, which is gone", container[:12], pid)
                 with contextlib.suppress(SandboxError):
                     engine.remove(container)
@@ -157,7 +148,7 @@ def remove_orphans(api: EngineAPI | None = None, *, label_prefix: str = "", work
             owner_host, owner_pid = (folder / OWNER_FILE).read_text().split()
         except (OSError, ValueError):
             continue
-        if owner_host != host or not owner_pid.isdigit() or _pid_alive(int(owner_pid)):
+        if owner_host != host or not owner_pid.isdigit() or pid_alive(int(owner_pid)):
             continue
         mount_point = folder / "mnt"
         if os.path.ismount(mount_point):
