@@ -121,6 +121,16 @@ def _harness_version() -> str:
     return __version__
 
 
+def _kernel_language(kernel: str) -> str | None:
+    """The language of a kernel the harness runs notebooks with (``python3`` -> ``python``), or ``None``.
+
+    papermill needs a language to inject parameters; it reads it from the notebook's metadata unless told, and an
+    nbformat 3 notebook or one saved without a kernelspec has none. The harness runs every notebook with the task's
+    kernel, so it names that kernel's language itself.
+    """
+    return "python" if kernel.startswith("python") else None
+
+
 def build_command(spec: TaskSpec, opened: OpenedSubmission) -> tuple[str, ...]:
     """The argv run inside the sandbox for a submission (paths are the sandbox's: /submission, /input, /output)."""
     if opened.kind == "notebook":
@@ -134,6 +144,7 @@ def build_command(spec: TaskSpec, opened: OpenedSubmission) -> tuple[str, ...]:
             f"{OUTPUT_TARGET}/{EXECUTED_NOTEBOOK}",
             "--kernel",
             spec.submission.kernel,
+            *(("--language", language) if (language := _kernel_language(spec.submission.kernel)) else ()),
             "--cwd",
             SUBMISSION_TARGET,
             "--parameters_yaml",
