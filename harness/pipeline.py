@@ -230,16 +230,25 @@ def _notebook_failure(path: Path | None) -> str:
 
 
 def _last_started_cell(path: Path | None) -> str:
+    """`` while cell #N of your notebook was running`` for the cell a stopped run was in; ``""`` if unknown.
+
+    A run killed from outside leaves its cell marked ``running``. When the kernel dies instead (the OOM killer,
+    ``os.kill``), papermill marks that cell ``completed`` and stops, so the last cell that started is the one.
+    """
     if path is None or not path.is_file():
         return ""
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception:
         return ""
+    started = 0
     for position, cell in _team_cells(nb):
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+        state = cell.get("metadata", {}).get("papermill", {})
+        if state.get("status") == "running":
             return f" while cell #{position} of your notebook was running"
-    return ""
+        if state.get("start_time"):
+            started = position
+    return f" while cell #{started} of your notebook was running" if started else ""
 
 
 def _log_tail(log_text: str, lines: int = 5) -> str:
@@ -265,7 +274,10 @@ def _classify(
             if failure:
                 return "failed", failure
             if "DeadKernelError" in result.log or "Kernel died" in result.log:
-                return "failed", "the kernel died" + (f" ({_log_tail(result.log, 2)})" if result.log else "")
+                return "failed", (
+                    f"the kernel died{where}: the process running your cells exited or was killed "
+                    "(e.g. by os._exit(), os.kill() or a crash in compiled code)"
+                )
         detail = _log_tail(result.log_tail if result.log_truncated and result.log_tail else result.log)
         return "failed", f"exited with code {result.exit_code}" + (f": {detail}" if detail else "")
     return None
