@@ -267,6 +267,13 @@ def _classify(
     if result.outcome is RunOutcome.OUT_OF_MEMORY:
         return "out_of_memory", f"used more than the memory limit of {limits.memory_mb} MB{where} and was killed"
     if result.outcome is RunOutcome.OUTPUT_LIMIT:
+        notebook_bytes = notebook.stat().st_size if notebook is not None else 0
+        if notebook_bytes > result.output_bytes - notebook_bytes:  # papermill's record, not the team's files
+            return "failed", (
+                f"printed or displayed so much that the executed notebook, which keeps every output of your "
+                f"cells, grew past the output limit of {limits.output_mb} MB{where}, and the run was stopped; "
+                "print less (a summary or the last lines instead of every row or step)"
+            )
         return "failed", f"wrote more than the output limit of {limits.output_mb} MB to output_dir and was stopped"
     if result.exit_code != 0:
         if opened.kind == "notebook":
