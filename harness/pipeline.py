@@ -211,6 +211,13 @@ def _team_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.NotebookN
     return list(enumerate(cells, start=1))
 
 
+#: What to do about errors that come from running unattended rather than from the team's logic.
+_ERROR_HINTS = {
+    "StdinNotImplementedError": "input() cannot be answered: a judging run has no keyboard (no stdin); set the "
+    "value in your parameters cell or read it from a file",
+}
+
+
 def _notebook_failure(path: Path | None) -> str:
     """The first error in an executed notebook, as ``cell #N of your notebook raised Name: value``; ``""`` if none."""
     if path is None or not path.is_file():
@@ -225,8 +232,24 @@ def _notebook_failure(path: Path | None) -> str:
                 ename, evalue = output.get("ename", "Error"), str(output.get("evalue", ""))[:300]
                 if ename == "SystemExit":
                     continue  # sys.exit() is judged by the outputs it left, not as an error
-                return f"cell #{position} of your notebook raised {ename}: {evalue}".rstrip(": ")
+                hint = _ERROR_HINTS.get(ename)
+                reason = f"cell #{position} of your notebook raised {ename}: {evalue}".rstrip(": ")
+                return f"{reason.rstrip('.')}; {hint}" if hint else reason
     return ""
+
+
+def _exit_cell(path: Path | None) -> int:
+    """The position of the team's cell that called ``sys.exit()`` (0 if none): the cells after it did not run."""
+    if path is None or not path.is_file():
+        return 0
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:
+        return 0
+    for position, cell in _team_cells(nb):
+        if any(o.get("output_type") == "error" and o.get("ename") == "SystemExit" for o in cell.get("outputs", [])):
+            return position
+    return 0
 
 
 def _last_started_cell(path: Path | None) -> str:
@@ -416,6 +439,12 @@ def evaluate_opened(
         record.reason = exc.problems[0] if exc.problems else exc.message
         if len(exc.problems) > 1:
             record.reason += f" (and {len(exc.problems) - 1} more problem(s))"
+        exited = _exit_cell(notebook)
+        if exited:
+            record.reason += (
+                f"; cell #{exited} of your notebook called sys.exit(), which ends the run: the cells after it did "
+                "not run"
+            )
     except EvaluatorError as exc:
         record.status = "evaluator_error"
         record.reason = exc.message
