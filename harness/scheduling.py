@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.errors import EngineUnavailableError, ImageError, SubmissionError
+from harness.errors import EngineUnavailableError, HarnessError, ImageError, SubmissionError
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.sandbox import get_sandbox
 from harness.scoring import warm_evaluators
@@ -138,6 +138,12 @@ def _open_entry(spec: TaskSpec, entry: SubmissionEntry, submissions_root: Path) 
     except SubmissionError as exc:
         shutil.rmtree(incoming, ignore_errors=True)
         return None, exc.message
+    except OSError as exc:  # writing into the work folder failed (a team's unreadable file is a SubmissionError)
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise HarnessError(
+            f"cannot unpack {entry.path.name} into the work folder {submissions_root}: {exc.strerror or exc}; "
+            "make room there (or choose another --home) and run the same command again"
+        ) from exc
     final = submissions_root / opened.content_hash
     if final.exists():
         shutil.rmtree(incoming, ignore_errors=True)
@@ -205,6 +211,7 @@ def evaluate_many(
         SubmissionError: ``submissions_dir`` is not a folder.
         StoreError: another coordinator is evaluating this task in the same store.
         EngineUnavailableError, ImageError: the sandbox cannot run at all; nothing was recorded as failed.
+        HarnessError: an entry cannot be unpacked into ``home`` (e.g. its disk is full); nothing was recorded for it.
     """
     started = dt.datetime.now(dt.UTC)
     submissions_dir = Path(submissions_dir)
