@@ -57,6 +57,7 @@ class BatchSummary:
         evaluated: runs executed in this call.
         unchanged: entries skipped because their content already has a finished result.
         recovered: runs of an earlier, interrupted coordinator that were marked ``interrupted``.
+        retried: submissions evaluated again because their result was a ``harness_error`` (the harness's fault).
         over_limit: teams whose new submission waits because they reached the spec's ``daily_limit`` today
             (UTC); nothing is recorded for it, so a call on a later day takes it.
         statuses: count of this call's runs per status.
@@ -69,6 +70,7 @@ class BatchSummary:
     evaluated: int = 0
     unchanged: int = 0
     recovered: int = 0
+    retried: int = 0
     over_limit: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     records: list[RunRecord] = field(default_factory=list)
@@ -90,6 +92,8 @@ class BatchSummary:
         text = f"{self.entries} entries: {self.evaluated} evaluated ({parts}), {self.unchanged} unchanged"
         if self.recovered:
             text += f"; {self.recovered} interrupted run(s) from an earlier call were evaluated again"
+        if self.retried:
+            text += f"; {self.retried} submission(s) whose last run was a harness error were evaluated again"
         return text + waiting + f" in {self.duration_s:.1f} s"
 
 
@@ -275,9 +279,12 @@ def evaluate_many(
                     notes=[rejection],
                     submitted_at=_submitted_at(entry.path),
                 )
-            if not rerun and store.active_run(submission_id, phase) is not None:
-                summary.unchanged += 1
-                continue
+            active = store.active_run(submission_id, phase)
+            if not rerun and active is not None:
+                if active.status != "harness_error":
+                    summary.unchanged += 1
+                    continue
+                summary.retried += 1  # the harness was at fault (disk full, engine lost): the team gets a real run
             jobs.append(_Job(entry, team, submission_id, opened, rejection))
         notify("on_batch_planned", total=len(jobs), skipped=summary.unchanged)
         if not jobs:
