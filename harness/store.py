@@ -533,7 +533,7 @@ class Store:
                         sess.rollback()
                         continue
                     return
-                renewed = row.renewed_at if row.renewed_at.tzinfo else row.renewed_at.replace(tzinfo=dt.UTC)
+                renewed = _aware(row.renewed_at)
                 if row.owner == self.owner:
                     row.renewed_at = now
                     return
@@ -626,8 +626,9 @@ class Store:
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    """SQLite returns naive datetimes; everything here is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    """A stored time in UTC: SQLite gives naive datetimes (stored as UTC); PostgreSQL gives aware ones in the
+    session's TimeZone (the server's setting, often local time), which are converted."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def dumps_provenance(provenance: dict[str, Any]) -> str:
