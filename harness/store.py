@@ -36,6 +36,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
@@ -44,7 +45,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -89,6 +90,20 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class _Text(TypeDecorator[str]):
+    """``TEXT`` that stores NUL characters as U+FFFD, on every backend alike.
+
+    PostgreSQL's text types cannot hold NUL (psycopg refuses the whole statement), while a team decides what its
+    program prints, and a failed run's ``reason`` quotes the tail of that output.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return value.replace("\x00", "\ufffd") if value is not None else None
+
+
 class _Base(DeclarativeBase):
     pass
 
@@ -98,7 +113,7 @@ class TaskRow(_Base):
 
     __tablename__ = "tasks"
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    title: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(_Text())
     spec_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
 
@@ -110,7 +125,7 @@ class TeamRow(_Base):
     __table_args__ = (UniqueConstraint("task_id", "name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
-    name: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))  # a folder's name (the default team name) has up to 255
 
 
 class SubmissionRow(_Base):
@@ -122,9 +137,9 @@ class SubmissionRow(_Base):
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), index=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
-    source: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(_Text())
     kind: Mapped[str] = mapped_column(String(16))
-    entry: Mapped[str] = mapped_column(Text)
+    entry: Mapped[str] = mapped_column(_Text())
     n_files: Mapped[int] = mapped_column(Integer, default=0)
     n_bytes: Mapped[int] = mapped_column(Integer, default=0)
     notes: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -150,7 +165,7 @@ class RunRow(_Base):
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
     phase: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(32), default="running")
-    reason: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(_Text(), default="")
     problems: Mapped[list[str]] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
@@ -158,7 +173,7 @@ class RunRow(_Base):
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     peak_memory_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    artifacts_dir: Mapped[str] = mapped_column(Text, default="")
+    artifacts_dir: Mapped[str] = mapped_column(_Text(), default="")
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     coordinator: Mapped[str] = mapped_column(String(255), default="")
 
