@@ -40,12 +40,14 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     insert,
+    inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -231,11 +233,36 @@ def resolve_db_url(db_url: str | None = None, home: Path | None = None) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL waits for other connections too
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+#: Key of the PostgreSQL advisory lock that serialises creating the store's tables.
+_SCHEMA_LOCK_KEY = 0x6861726E657373  # "harness"
+
+
+def _prepare_schema(conn: Connection) -> str | None:
+    """Create the tables and the schema version row where missing; returns the version found (None: new store).
+
+    Coordinators of different tasks may open one new store at the same moment. Creating tables is
+    check-then-create, and concurrent ``CREATE TABLE`` of one name fails on PostgreSQL (a unique violation in
+    ``pg_type``) and on SQLite ("table already exists"). So when a table is missing, the creation runs under a
+    lock: PostgreSQL's transaction-scoped advisory lock (its DDL is transactional: the others see all tables
+    or none), SQLite's write lock (``BEGIN IMMEDIATE``). An existing store is only read, without a lock.
+    """
+    if not set(_Base.metadata.tables) <= set(inspect(conn).get_table_names()):
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _Base.metadata.create_all(conn)  # checks again, under the lock
+    found = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).scalar()
+    if found is None:
+        conn.execute(insert(MetaRow).values(key="schema_version", value=SCHEMA_VERSION))
+    return found
 
 
 @dataclass(frozen=True)
@@ -286,11 +313,8 @@ class Store:
             self.engine: Engine = create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            _Base.metadata.create_all(self.engine)
             with self.engine.begin() as conn:
-                found = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).scalar()
-                if found is None:
-                    conn.execute(insert(MetaRow).values(key="schema_version", value=SCHEMA_VERSION))
+                found = _prepare_schema(conn)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise StoreError(
                 f"cannot open the results store at {self._safe_url()}: {exc}. Check --db / $HARNESS_DB_URL "
