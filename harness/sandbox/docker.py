@@ -426,14 +426,14 @@ class DockerAPI:
         """Send SIGKILL (a container that is not running is fine)."""
         import docker.errors
 
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        with self._errors("kill container"), contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             self.client.kill(container)
 
     def remove(self, container: str) -> None:
         """Remove a container, killing it if it runs (a missing container is fine)."""
         import docker.errors
 
-        with contextlib.suppress(docker.errors.NotFound):
+        with self._errors("remove container"), contextlib.suppress(docker.errors.NotFound):
             try:
                 self.client.remove_container(container, force=True, v=True)
             except docker.errors.APIError as exc:
