@@ -20,6 +20,8 @@ import json
 import logging
 import os
 import socket
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -233,8 +236,15 @@ def resolve_db_url(db_url: str | None = None, home: Path | None = None) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL waits for other connections too
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    for attempt in range(100):  # switching a new file to WAL does not wait on busy_timeout: retry for ~5 s
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -542,7 +552,7 @@ class Store:
                 .where(RunRow.submission_id.in_(sub_ids), RunRow.status.in_(("running", "queued")))
                 .values(status="interrupted", reason="the coordinator stopped before this run finished", active=False)
             )
-            count = int(getattr(result, "rowcount", 0) or 0)
+            count = _rowcount(result)
         if count:
             log.warning(
                 "marked %s run(s) of task %s as interrupted; their submissions will be evaluated again", count, task_id
@@ -579,13 +589,23 @@ class Store:
                 dead = row.host == host and not pid_alive(row.pid)
                 stale = (now - renewed).total_seconds() > LEASE_STALE_S
                 if dead or stale:
+                    # Only if the row is still the one judged: two coordinators may find the same dead holder.
+                    # PostgreSQL (read committed) re-checks the condition after the other's commit and updates
+                    # nothing, where an update of the row read before would have made both holders.
+                    taken = sess.execute(
+                        update(LeaseRow)
+                        .where(LeaseRow.task_id == task_id, LeaseRow.owner == row.owner)
+                        .values(owner=self.owner, host=host, pid=pid, renewed_at=now)
+                        .execution_options(synchronize_session=False)
+                    )
+                    if _rowcount(taken) != 1:
+                        continue  # someone else took it over first: look at the new holder
                     log.warning(
-                        "taking over the lease of task %s from %s (%s)",
+                        "took over the lease of task %s from %s (%s)",
                         task_id,
                         row.owner,
                         "process gone" if dead else "not renewed",
                     )
-                    row.owner, row.host, row.pid, row.renewed_at = self.owner, host, pid, now
                     return
                 raise StoreError(
                     f"another `harness run` (pid {row.pid} on {row.host}) is evaluating task {task_id!r} in this "
@@ -596,16 +616,21 @@ class Store:
     def renew_lease(self, task_id: str) -> None:
         """Refresh this coordinator's lease (call periodically during long batches)."""
         with self.session() as sess:
-            row = sess.get(LeaseRow, task_id)
-            if row is not None and row.owner == self.owner:
-                row.renewed_at = _utcnow()
+            sess.execute(
+                update(LeaseRow)
+                .where(LeaseRow.task_id == task_id, LeaseRow.owner == self.owner)
+                .values(renewed_at=_utcnow())
+                .execution_options(synchronize_session=False)
+            )
 
     def release_lease(self, task_id: str) -> None:
         """Give up the lease if this coordinator holds it."""
         with self.session() as sess:
-            row = sess.get(LeaseRow, task_id)
-            if row is not None and row.owner == self.owner:
-                sess.delete(row)
+            sess.execute(
+                delete(LeaseRow)
+                .where(LeaseRow.task_id == task_id, LeaseRow.owner == self.owner)
+                .execution_options(synchronize_session=False)
+            )
 
     # --- reading ------------------------------------------------------------------------------------------
     def runs(self, task_id: str, *, phase: str = "test", active_only: bool = True) -> list[ScoredRun]:
@@ -662,6 +687,11 @@ class Store:
         for run in self.runs(task_id, active_only=False):
             counts[run.status] = counts.get(run.status, 0) + 1
         return counts
+
+
+def _rowcount(result: Any) -> int:
+    """Rows matched by an UPDATE or DELETE (``CursorResult.rowcount``; 0 where the driver cannot tell)."""
+    return max(int(getattr(result, "rowcount", 0) or 0), 0)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
