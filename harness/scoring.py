@@ -262,6 +262,13 @@ def _parse_column(column: ColumnSpec, raw: pd.Series, ids: pd.Series, name: str)
                 f"{_first_id(ids, fractional)}"
             )
             return numbers, problems
+        huge = finite & ((values >= 2.0**63) | (values < -(2.0**63)))  # astype("int64") would wrap them silently
+        if huge.any():
+            problems.append(
+                f"column {col!r} must hold whole numbers (int) between -9.2e18 and 9.2e18; "
+                f"{_plural(int(huge.sum()), 'value')} {_are(int(huge.sum()))} outside, first: {values[huge][0]:g} "
+                f"at id {_first_id(ids, huge)}"
+            )
         if problems:
             return numbers, problems
         return numbers.astype("int64"), problems
