@@ -594,9 +594,52 @@ class Evaluator:
                     f"evaluator {type(self).__name__} raised {type(exc).__name__} on split {split!r}: {exc}",
                     traceback.format_exc(),
                 ) from exc
+            if aligned is not None:
+                _refuse_overflowing(spec, aligned[mask].reset_index(drop=True), raw, split)
             results[split] = check_metrics(spec, raw, split=split)
         logger.debug("scored %s (%s) in %.2f s", spec.id, self.phase, time.perf_counter() - started)
         return results
+
+
+#: Predictions larger than this (about 1.3e154) make squares, and sums of many, overflow float64.
+_OVERFLOW_MAGNITUDE: Final = math.sqrt(sys.float_info.max)
+
+
+def _refuse_overflowing(spec: TaskSpec, predictions: pd.DataFrame, raw: object, split: str) -> None:
+    """Blame the team, not the evaluator, for a metric that is not finite because its predictions are huge.
+
+    Validation accepts any finite number (unless the spec bounds the column), but a metric over values near
+    1e308 overflows to inf or NaN, which :func:`check_metrics` would report as the evaluator's fault.
+
+    Raises:
+        InvalidOutputError: a metric is not finite and a numeric prediction exceeds :data:`_OVERFLOW_MAGNITUDE`.
+    """
+    if not isinstance(raw, Mapping):
+        return
+    broken = {}
+    for metric, value in raw.items():
+        with contextlib.suppress(TypeError, ValueError):
+            if not math.isfinite(float(value)):
+                broken[metric] = float(value)
+    if not broken:
+        return
+    id_col = spec.predictions.id_column
+    for column in spec.predictions.columns:
+        if column.name == id_col or column.dtype not in ("float", "int"):
+            continue
+        values = predictions[column.name].to_numpy(dtype="float64")
+        huge = np.abs(values) > _OVERFLOW_MAGNITUDE
+        if huge.any():
+            metric, value = next(iter(broken.items()))
+            first = int(np.argmax(huge))
+            raise InvalidOutputError(
+                f"{spec.predictions.file} cannot be scored",
+                [
+                    f"column {column.name!r} holds {_plural(int(huge.sum()), 'value')} too large to compute with "
+                    f"(first: {values[first]:g} at id {predictions[id_col].iloc[first]}), so metric {metric!r} "
+                    f"is {value} on split {split!r}; predict values on the scale of the target"
+                ],
+            )
 
 
 def check_metrics(spec: TaskSpec, raw: object, *, split: str = "") -> dict[str, float]:
