@@ -348,6 +348,17 @@ def validate_predictions(
         ) from None
     except (ValueError, UnicodeError) as exc:
         raise InvalidOutputError(f"{name} is not a well-formed CSV file", [f"{name}: {exc}"]) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # Every row has one field more than the header: pandas silently makes the first one the index, and the
+        # ids would then be whatever followed it (e.g. the '1' of '1,234.5').
+        raise InvalidOutputError(
+            f"{name} is not a well-formed CSV file",
+            [
+                f"{name}: every row has {len(header) + 1} fields but the header has {len(header)}; a value holds "
+                "an unquoted comma. Write numbers without thousands separators (1234.5, not 1,234.5) and quote "
+                "text with commas (pandas' to_csv does both)"
+            ],
+        )
     del text
     problems: list[str] = []
     absent = [c for c in required if c not in frame.columns]
