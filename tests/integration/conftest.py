@@ -5,6 +5,8 @@
 * ``test_image`` (session): the tag (``str``) of the image of ``tests/fixtures/tasks/minimal`` (no extra packages:
   Python 3.11 in /opt/venv with ipykernel and papermill), built once per session; reused when unchanged.
 * ``minimal_task_dir``: the fixture task folder.
+* ``minimal_task`` (session): a prepared copy of it (data built by its prepare.py) in a temporary folder; tests
+  that change its task.yaml copy it first.
 * an autouse check that each test leaves behind no container labelled ``org.hackathon-harness=1`` of this session,
   no output mount or scratch folder of this session, and no child process.
 
@@ -59,6 +61,19 @@ def docker_client(docker_api: DockerAPI) -> Iterator[Any]:
 def minimal_task_dir() -> Path:
     """The folder of the minimal fixture task (task.yaml, evaluator.py)."""
     return MINIMAL_TASK
+
+
+@pytest.fixture(scope="session")
+def minimal_task(tmp_path_factory: pytest.TempPathFactory, minimal_task_dir: Path) -> Path:
+    """A prepared copy of the minimal fixture task (its data built by its prepare.py), shared by the session."""
+    import shutil
+
+    from harness.tasks import prepare_task
+
+    folder = tmp_path_factory.mktemp("task") / "minimal"
+    shutil.copytree(minimal_task_dir, folder, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    prepare_task(folder, echo=lambda _msg: None)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -48,19 +48,6 @@ with open(os.path.join(out, "predictions.csv"), "w") as fh:
 RAISES = "raise RuntimeError('the team forgot something')\n"
 
 
-@pytest.fixture(scope="module")
-def minimal_task(tmp_path_factory: pytest.TempPathFactory, minimal_task_dir: Path) -> Path:
-    """A prepared copy of the minimal fixture task (its data built by its prepare.py)."""
-    import shutil
-
-    from harness.tasks import prepare_task
-
-    folder = tmp_path_factory.mktemp("task") / "minimal"
-    shutil.copytree(minimal_task_dir, folder, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    prepare_task(folder, echo=lambda _msg: None)
-    return folder
-
-
 def _script(folder: Path, code: str, team: str | None = None, delay_s: float = 0.0) -> Path:
     folder.mkdir(parents=True)
     prefix = f"import time; time.sleep({delay_s})\n" if delay_s else ""
