@@ -218,7 +218,7 @@ def test_1e308_in_an_int_column_is_refused_not_wrapped(
         ("no-final-newline", lambda rows: table(rows).rstrip(b"\n")),
     ],
 )
-def test_a_bom_and_crlf_line_ends_are_read_and_score_perfectly(
+def test_a_bom_and_crlf_line_ends_are_read_like_a_plain_file(
     spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path, name: str, data: object
 ) -> None:
     path = write(tmp_path / "out", data(rows))  # type: ignore[operator]
