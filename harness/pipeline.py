@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 EXECUTED_NOTEBOOK = "executed.ipynb"
 #: Cap on the text kept per output of the executed notebook kept for judges (characters).
 NOTEBOOK_OUTPUT_CAP_CHARS = 20_000
+#: Cap on the text kept per cell of the executed notebook, over all its outputs (characters).
+NOTEBOOK_CELL_CAP_CHARS = 60_000
 #: Cap on the number of outputs kept per cell of the executed notebook.
 NOTEBOOK_OUTPUTS_PER_CELL = 50
 
@@ -163,18 +165,22 @@ def _environment(spec: TaskSpec) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(env.items()))
 
 
-def truncate_notebook_outputs(path: Path, *, cap_chars: int = NOTEBOOK_OUTPUT_CAP_CHARS) -> int:
+def truncate_notebook_outputs(
+    path: Path, *, cap_chars: int = NOTEBOOK_OUTPUT_CAP_CHARS, cell_cap_chars: int = NOTEBOOK_CELL_CAP_CHARS
+) -> int:
     """Cap the outputs of an executed notebook in place, so judges can open it.
 
-    Each text output keeps its first ``cap_chars`` characters plus a marker; a cell keeps at most
-    :data:`NOTEBOOK_OUTPUTS_PER_CELL` outputs. A file that is not a readable notebook is left as it is.
+    Each text output keeps at most ``cap_chars`` characters, and each cell at most ``cell_cap_chars`` characters
+    of text over all its outputs and at most :data:`NOTEBOOK_OUTPUTS_PER_CELL` outputs; a marker says what was
+    cut. Rich outputs (images, HTML) larger than 50 times ``cap_chars`` are replaced by a marker. A file that is
+    not a readable notebook is left as it is (a partial notebook is still evidence).
 
     Returns:
         The number of outputs cut or dropped.
     """
     try:
         nb = nbformat.read(path, as_version=4)
-    except Exception as exc:  # a partially written or corrupt notebook is still evidence; keep it unchanged
+    except Exception as exc:
         log.warning("cannot read executed notebook %s to cap its outputs: %s", path, exc)
         return 0
     cut = 0
@@ -182,26 +188,40 @@ def truncate_notebook_outputs(path: Path, *, cap_chars: int = NOTEBOOK_OUTPUT_CA
         outputs = cell.get("outputs")
         if not outputs:
             continue
-        if len(outputs) > NOTEBOOK_OUTPUTS_PER_CELL:
-            dropped = len(outputs) - NOTEBOOK_OUTPUTS_PER_CELL
-            marker = nbformat.v4.new_output(
-                "stream", name="stderr", text=f"[harness: {dropped} more outputs dropped]\n"
-            )
-            cell["outputs"] = [*outputs[:NOTEBOOK_OUTPUTS_PER_CELL], marker]
-            cut += dropped
-        for output in cell["outputs"]:
-            if "text" in output and len(output["text"]) > cap_chars:
-                output["text"] = (
-                    output["text"][:cap_chars] + f"\n[harness: output truncated at {cap_chars} characters]\n"
+        kept: list[nbformat.NotebookNode] = []
+        budget = cell_cap_chars
+        for index, output in enumerate(outputs):
+            if budget <= 0 or len(kept) >= NOTEBOOK_OUTPUTS_PER_CELL:
+                dropped = len(outputs) - index
+                kept.append(
+                    _marker(
+                        f"{dropped} more outputs of this cell dropped (cap: {cell_cap_chars} characters, "
+                        f"{NOTEBOOK_OUTPUTS_PER_CELL} outputs per cell)"
+                    )
                 )
-                cut += 1
+                cut += dropped
+                break
+            if "text" in output:
+                allowed = min(cap_chars, budget)
+                if len(output["text"]) > allowed:
+                    output["text"] = (
+                        output["text"][:allowed] + f"\n[harness: output truncated at {allowed} characters]\n"
+                    )
+                    cut += 1
+                budget -= len(output["text"])
             for mime, data in list(output.get("data", {}).items()):
                 if isinstance(data, str) and len(data) > cap_chars * 50:
                     output["data"][mime] = f"[harness: {mime} output of {len(data)} characters dropped]"
                     cut += 1
+            kept.append(output)
+        cell["outputs"] = kept
     if cut:
         nbformat.write(nb, path)
     return cut
+
+
+def _marker(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_output("stream", name="stderr", text=f"[harness: {text}]\n")
 
 
 def _team_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.NotebookNode]]:
@@ -297,7 +317,10 @@ def _classify(
                 f"cells, grew past the output limit of {limits.output_mb} MB{where}, and the run was stopped; "
                 "print less (a summary or the last lines instead of every row or step)"
             )
-        return "failed", f"wrote more than the output limit of {limits.output_mb} MB to output_dir and was stopped"
+        return "failed", (
+            f"filled output_dir up to its limit of {limits.output_mb} MB (writes past it fail with 'No space left on "
+            "device'); write only the predictions file and small artifacts there"
+        )
     if result.exit_code != 0:
         if opened.kind == "notebook":
             failure = _notebook_failure(notebook)

@@ -715,6 +715,9 @@ class DockerSandbox:
             "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
             "MPLCONFIGDIR": "/tmp/matplotlib",
             "IPYTHONDIR": "/tmp/ipython",
+            # No network: a `!pip install` in a notebook should fail at once instead of retrying for seconds.
+            "PIP_NO_INDEX": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "HARNESS_OUTPUT_DIR": request.output_target,
             "HARNESS_SANDBOX": self.name,
         }

@@ -60,6 +60,8 @@ DOCUMENTED_ENV = frozenset(
         "JUPYTER_RUNTIME_DIR",
         "MPLCONFIGDIR",
         "IPYTHONDIR",
+        "PIP_NO_INDEX",
+        "PIP_DISABLE_PIP_VERSION_CHECK",
         "HARNESS_SANDBOX",
         "HARNESS_TASK",
         "HARNESS_INPUT_DIR",

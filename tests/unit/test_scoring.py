@@ -498,11 +498,15 @@ def _our_children() -> set[int]:
     return out
 
 
-def test_warm_evaluators_score_the_same_keep_limits_and_leave_nothing(tmp_path: Path) -> None:
+def test_warm_evaluators_score_the_same_keep_limits_and_leave_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from harness.scoring import warm_evaluators
 
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # this test's scratch folders only
     before = _our_children()
-    scratch_before = set(Path(tempfile.gettempdir()).glob("harness-score-*"))
     spec = toy_spec(tmp_path / "task")
     hanging = toy_spec(tmp_path / "hang", class_name="HangingEvaluator", time_s=3)
     write_predictions(tmp_path / "out", perfect_predictions())
@@ -519,4 +523,4 @@ def test_warm_evaluators_score_the_same_keep_limits_and_leave_nothing(tmp_path: 
     while _our_children() - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _our_children() - before
-    assert not set(Path(tempfile.gettempdir()).glob("harness-score-*")) - scratch_before
+    assert not list(scratch.iterdir())

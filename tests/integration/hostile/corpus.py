@@ -534,8 +534,8 @@ def cheap_cases() -> list[Case]:
         ),
         # -- scripts ----------------------------------------------------------------------------------------
         _script("sc-fork-bomb", FORK_BOMB, "timed_out", "ran past the time limit of"),
-        _script("sc-write-10gb", WRITE_10_GB, "failed", "wrote more than the output limit of 8 MB to output_dir"),
-        _script("sc-million-files", MILLION_FILES, "failed", "wrote more than the output limit of 8 MB to output_dir"),
+        _script("sc-write-10gb", WRITE_10_GB, "failed", "filled output_dir up to its limit of 8 MB"),
+        _script("sc-million-files", MILLION_FILES, "failed", "filled output_dir up to its limit of 8 MB"),
         _script("sc-secrets", SECRETS_PROBE + script_predict(tag="secrets"), "succeeded"),
         _script("sc-hidden-reference", HIDDEN_PROBE + script_predict(tag="hidden"), "succeeded"),
         _script("sc-chmod-mounts", CHMOD_PROBE + script_predict(tag="chmod"), "succeeded"),
