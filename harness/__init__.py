@@ -13,7 +13,16 @@ from harness.spec import TaskSpec, load_spec
 
 __version__ = "0.1.0"
 
-__all__ = ["HarnessError", "TaskSpec", "__version__", "check", "evaluate_many", "leaderboard", "load_spec"]
+__all__ = [
+    "HarnessError",
+    "TaskSpec",
+    "__version__",
+    "check",
+    "evaluate_many",
+    "leaderboard",
+    "load_spec",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -30,4 +39,8 @@ def __getattr__(name: str) -> Any:
         from harness.leaderboard import leaderboard
 
         return leaderboard
+    if name == "write_report":
+        from harness.report import write_report
+
+        return write_report
     raise AttributeError(f"module 'harness' has no attribute {name!r}")
