@@ -297,49 +297,47 @@ def evaluate_many(
         shared = get_sandbox(sandbox) if scheduler_address is None else None
         futures: dict[cf.Future[RunRecord], _Job] = {}
         waiting = list(reversed(jobs))
-        stack = contextlib.ExitStack()
         # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
         warm = warm_evaluators(workers) if scheduler_address is None else contextlib.nullcontext()
         try:
-            stack.enter_context(warm)
-            # At most `workers` runs in flight: a run's row says `running` only while it really runs, and
-            # after Ctrl-C or SIGKILL nothing that never started is left looking started.
-            while waiting or futures:
-                while waiting and len(futures) < workers:
-                    job = waiting.pop()
-                    job.run_id = store.start_run(job.submission_id, phase)
-                    if job.opened is None:
-                        _finish_rejected(store, spec, job, phase, summary, notify)
+            with warm:
+                # At most `workers` runs in flight: a run's row says `running` only while it really runs, and
+                # after Ctrl-C or SIGKILL nothing that never started is left looking started.
+                while waiting or futures:
+                    while waiting and len(futures) < workers:
+                        job = waiting.pop()
+                        job.run_id = store.start_run(job.submission_id, phase)
+                        if job.opened is None:
+                            _finish_rejected(store, spec, job, phase, summary, notify)
+                            continue
+                        future = executor.submit(
+                            evaluate_opened,
+                            spec,
+                            job.opened,
+                            phase=phase,
+                            artifacts_dir=artifacts_root / f"run-{job.run_id}",
+                            sandbox=shared or sandbox,
+                            team=job.team,
+                        )
+                        futures[future] = job
+                        notify("on_run_started", team=job.team, content_hash=job.opened.content_hash)
+                    if not futures:
                         continue
-                    future = executor.submit(
-                        evaluate_opened,
-                        spec,
-                        job.opened,
-                        phase=phase,
-                        artifacts_dir=artifacts_root / f"run-{job.run_id}",
-                        sandbox=shared or sandbox,
-                        team=job.team,
-                    )
-                    futures[future] = job
-                    notify("on_run_started", team=job.team, content_hash=job.opened.content_hash)
-                if not futures:
-                    continue
-                done, _pending = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    job = futures.pop(future)
-                    record = _outcome(spec, job, phase, future)
-                    _write(store, job, record)
-                    store.renew_lease(spec.id)
-                    summary.evaluated += 1
-                    summary.statuses[record.status] += 1
-                    summary.records.append(record)
-                    notify("on_run_finished", record=record)
+                    done, _pending = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        job = futures.pop(future)
+                        record = _outcome(spec, job, phase, future)
+                        _write(store, job, record)
+                        store.renew_lease(spec.id)
+                        summary.evaluated += 1
+                        summary.statuses[record.status] += 1
+                        summary.records.append(record)
+                        notify("on_run_finished", record=record)
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
         finally:
-            stack.close()
             if shared is not None:
                 close = getattr(shared, "close", None)
                 if close is not None:
