@@ -267,3 +267,36 @@ def test_daily_limit_defers_a_teams_extra_submission(minimal_task: Path, test_im
     again = _harness("run", str(task), str(subs), home=home)
     assert "over their daily limit" in again.stdout  # still waiting, never recorded, never lost
     assert sorted(leaderboard(task, home=home)["team"]) == ["calm", "eager"]
+
+
+def test_ctrl_c_stops_the_batch_removes_its_containers_and_resumes(
+    minimal_task: Path, test_image: str, tmp_path: Path, docker_api: object
+) -> None:
+    from harness.sandbox.docker import CONTAINER_LABEL, CONTAINER_LABEL_SESSION, SESSION_ENV
+
+    subs = tmp_path / "submissions"
+    for i in range(3):
+        _script(subs / f"team-{i}", PERFECT + f"\n# team {i}\n", delay_s=20)
+    home = tmp_path / "home"
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(minimal_task), str(subs), "--home", str(home)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    labels = {CONTAINER_LABEL: "1", CONTAINER_LABEL_SESSION: os.environ[SESSION_ENV]}
+    try:
+        deadline = time.monotonic() + 60
+        while not docker_api.list_containers(labels) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.2)
+        assert docker_api.list_containers(labels), "no sandbox started"  # type: ignore[attr-defined]
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "run the same command again to resume" in err
+    assert docker_api.list_containers(labels) == []  # type: ignore[attr-defined]
+
+    for folder in subs.iterdir():  # the teams fix their slow code; the batch resumes
+        (folder / "main.py").write_text(PERFECT + f"\n# {folder.name}\n")
+    resumed = _harness("run", str(minimal_task), str(subs), home=home)
+    assert "3 evaluated (3 succeeded)" in resumed.stdout, resumed.stdout
