@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from harness.errors import EXIT_CODES, HarnessError
+from harness.errors import EXIT_CODES, HarnessError, SubmissionError
 
 if TYPE_CHECKING:
     from harness.store import Store
@@ -33,8 +33,9 @@ image_app = typer.Typer(help="Build task images (offline; images are never pulle
 app.add_typer(task_app, name="task")
 app.add_typer(image_app, name="image")
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (logs, CI) is not hard-wrapped at 80 columns: lines stay whole and greppable.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -179,6 +180,8 @@ def run(
 
     signal.signal(signal.SIGTERM, _sigterm)
     spec = load_spec(task_dir)
+    if not submissions_dir.is_dir():
+        raise SubmissionError("not a folder of submissions (one entry per team)", str(submissions_dir))
     store = _store(db, home)
     counts: dict[str, int] = {}
     progress = Progress(
@@ -241,10 +244,7 @@ def leaderboard_cmd(
     wide: Annotated[bool, typer.Option(help="Show every column (submission hash, timings, ...) in the table.")] = False,
 ) -> None:
     """Print or export the leaderboard: one ranked row per team."""
-    import pandas as pd
-    from rich.table import Table
-
-    from harness.leaderboard import display_table, export, leaderboard, resolve_task
+    from harness.leaderboard import export, leaderboard, resolve_task
 
     if split not in ("public", "private"):
         raise typer.BadParameter("expected public or private", param_hint="--split")
@@ -252,6 +252,8 @@ def leaderboard_cmd(
         raise typer.BadParameter("expected best or latest", param_hint="--selection")
     spec = resolve_task(task)
     df = leaderboard(spec, db_url=db, home=_home(home), split=split, selection=selection)  # type: ignore[arg-type]
+    if fmt == "parquet" and output is None:
+        raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
     if fmt != "table":
         text = export(df, spec.metrics, fmt, output)
         if text is not None:
@@ -259,28 +261,47 @@ def leaderboard_cmd(
         else:
             err_console.print(f"wrote {fmt} leaderboard of {spec.id} ({split}) to {output}")
         return
+    print_leaderboard(df, spec, split=split, wide=wide)
+
+
+def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> None:
+    """The leaderboard as a terminal table that stays readable at 80 columns.
+
+    Ranks, teams, metrics and statuses form the table; the reasons of rows that are not ranked follow it, one line
+    each. ``wide`` adds the submission hash, timings and submission time.
+    """
+    import pandas as pd
+    from rich.table import Table
+
+    from harness.leaderboard import display_table
+
     shown = display_table(df, spec.metrics)
-    if not wide:
-        keep = ["rank", "team", *[m.name for m in spec.metrics], "status", "reason"]
-        if df["identical_to"].astype(bool).any():
-            keep.append("identical_to")
-        shown = shown[[c for c in keep if c in shown]]
+    columns = ["rank", "team", *[m.name for m in spec.metrics], "status"]
+    if wide:
+        columns += ["submission", "identical_to", "duration_s", "peak_memory_mb", "submitted_at"]
     labels = {m.name: m.label or m.name for m in spec.metrics}
     table = Table(title=f"{spec.title}: {split} leaderboard ({len(shown)} teams)", title_justify="left")
-    for column in shown.columns:
-        reason = column == "reason"
+    for column in columns:
+        header = labels.get(column, column)
+        numeric = column in labels or column in ("rank", "duration_s", "peak_memory_mb")
         table.add_column(
-            labels.get(str(column), str(column)),
-            justify="right" if column in labels or column == "rank" else "left",
-            overflow="ellipsis" if reason else "fold",
-            no_wrap=True,
-            max_width=60 if reason else None,
-            min_width=None if reason else len(labels.get(str(column), str(column))),
+            header,
+            justify="right" if numeric else "left",
+            no_wrap=column in ("rank", "status"),
+            min_width=4 if column == "rank" else None,
+            overflow="fold",
         )
     for _, row in shown.iterrows():
-        table.add_row(*["" if pd.isna(value) else str(value) for value in row])
-    wide_console = console if console.is_terminal else Console(width=max(console.width, 160))
-    wide_console.print(table)
+        table.add_row(*["" if pd.isna(row[c]) else str(row[c]) for c in columns])
+    console.print(table)
+    unranked = shown[shown["rank"].isna()]
+    if len(unranked):
+        console.print("not ranked:", style="bold")
+        for _, row in unranked.iterrows():
+            console.print(f"  {row['team']}: {row['status']}: {row['reason']}", highlight=False, markup=False)
+    identical = shown[shown["identical_to"].astype(bool)]
+    for _, row in identical.iterrows():
+        console.print(f"  {row['team']}: same content as {row['identical_to']}", highlight=False, markup=False)
 
 
 # --- teams ---------------------------------------------------------------------------------------------------

@@ -324,10 +324,11 @@ def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path
         text = df.to_csv(index=False)
     elif fmt == "json":
         text = df.to_json(orient="records", date_format="iso", indent=2)
-    elif fmt == "markdown":
-        text = display_table(df, metrics).to_markdown(index=False)
-    elif fmt == "html":
-        text = display_table(df, metrics).to_html(index=False, na_rep="", border=0)
+    elif fmt in ("markdown", "html"):
+        shown = display_table(df, metrics).astype(object)
+        shown = shown.where(shown.notna(), "")  # an empty cell, not <NA> or nan, for rows without a value
+        shown = shown.rename(columns={m.name: m.label or m.name for m in metrics})
+        text = shown.to_markdown(index=False) if fmt == "markdown" else shown.to_html(index=False, border=0)
     else:
         raise ValueError(f"unknown format {fmt!r}; expected table, csv, markdown, html, parquet or json")
     if path is not None:

@@ -58,6 +58,8 @@ class BatchSummary:
         unchanged: entries skipped because their content already has a finished result.
         recovered: runs of an earlier, interrupted coordinator that were marked ``interrupted``.
         retried: submissions evaluated again because their result was a ``harness_error`` (the harness's fault).
+        shared_teams: teams named by more than one entry of the folder (team -> entry names); each entry is one of
+            the team's submissions, and the leaderboard keeps one row for the team.
         over_limit: teams whose new submission waits because they reached the spec's ``daily_limit`` today
             (UTC); nothing is recorded for it, so a call on a later day takes it.
         statuses: count of this call's runs per status.
@@ -72,21 +74,24 @@ class BatchSummary:
     recovered: int = 0
     retried: int = 0
     over_limit: list[str] = field(default_factory=list)
+    shared_teams: dict[str, list[str]] = field(default_factory=dict)
     statuses: Counter[str] = field(default_factory=Counter)
     records: list[RunRecord] = field(default_factory=list)
     duration_s: float = 0.0
 
     def message(self) -> str:
         """One line for humans, e.g. ``"6 entries: 4 evaluated (3 succeeded, 1 failed), 2 unchanged"``."""
-        waiting = ""
+        notes = "".join(
+            f"; team {team} is named by {len(names)} entries ({', '.join(names)})"
+            for team, names in sorted(self.shared_teams.items())
+        )
         if self.over_limit:
-            waiting = (
+            notes += (
                 f"; {len(self.over_limit)} over their daily limit, not evaluated today: {', '.join(self.over_limit)}"
             )
         if not self.evaluated:
             return (
-                f"{self.entries} entries: nothing to evaluate; {self.unchanged} unchanged since their last run"
-                + waiting
+                f"{self.entries} entries: nothing to evaluate; {self.unchanged} unchanged since their last run" + notes
             )
         parts = ", ".join(f"{n} {status}" for status, n in sorted(self.statuses.items()))
         text = f"{self.entries} entries: {self.evaluated} evaluated ({parts}), {self.unchanged} unchanged"
@@ -94,7 +99,7 @@ class BatchSummary:
             text += f"; {self.recovered} interrupted run(s) from an earlier call were evaluated again"
         if self.retried:
             text += f"; {self.retried} submission(s) whose last run was a harness error were evaluated again"
-        return text + waiting + f" in {self.duration_s:.1f} s"
+        return text + notes + f" in {self.duration_s:.1f} s"
 
 
 @dataclass
@@ -240,9 +245,11 @@ def evaluate_many(
         jobs: list[_Job] = []
         entries = iter_entries(submissions_dir)
         summary.entries = len(entries)
+        entries_of_team: dict[str, list[str]] = {}
         for entry in entries:
             opened, rejection = _open_entry(spec, entry, submissions_root)
             team = (opened.team if opened and opened.team else None) or entry.default_team_name
+            entries_of_team.setdefault(team, []).append(entry.path.name)
             limit = spec.leaderboard.daily_limit
             if (
                 opened is not None
@@ -286,6 +293,9 @@ def evaluate_many(
                     continue
                 summary.retried += 1  # the harness was at fault (disk full, engine lost): the team gets a real run
             jobs.append(_Job(entry, team, submission_id, opened, rejection))
+        summary.shared_teams = {team: names for team, names in entries_of_team.items() if len(names) > 1}
+        for team, names in summary.shared_teams.items():
+            log.warning("team %s is named by %s entries (%s); each is one of its submissions", team, len(names), names)
         notify("on_batch_planned", total=len(jobs), skipped=summary.unchanged)
         if not jobs:
             return summary

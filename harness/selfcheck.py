@@ -226,8 +226,8 @@ def check(
                 task_id=spec.id,
                 submission=str(submission),
                 status="rejected",
-                reason=exc.message,
-                problems=[exc.message],
+                reason=str(exc),
+                problems=[str(exc)],
                 resources=_resources(spec, _empty_record(spec))[0],
             )
         target = Path(artifacts_dir) if artifacts_dir else Path(".harness") / "check" / opened.content_hash[:12]

@@ -35,6 +35,10 @@ This kit holds a `task/` folder with the task's spec, its evaluator and the vali
 your submission exactly as the judges will: the same sandbox, limits, output validation and evaluator, on the
 validation split instead of the hidden test split.
 
+You need the `harness` command: install the harness package your organisers name (for example
+`pip install hackathon-harness`, or the wheel they hand out) in the Python environment you work in, and Docker
+for the judges' sandbox. Run the commands below in this kit's folder.
+
 ```bash
 harness image build task                 # once: builds the task's sandbox image (needs Docker; no download of images)
 harness check task solution.ipynb        # or a folder / .zip with main.py

@@ -263,7 +263,10 @@ def _prepare_schema(conn: Connection) -> str | None:
     lock: PostgreSQL's transaction-scoped advisory lock (its DDL is transactional: the others see all tables
     or none), SQLite's write lock (``BEGIN IMMEDIATE``). An existing store is only read, without a lock.
     """
-    if not set(_Base.metadata.tables) <= set(inspect(conn).get_table_names()):
+    existing = set(inspect(conn).get_table_names())
+    if "runs" in existing and "meta" not in existing:
+        return "0 (made before stores recorded their version)"
+    if not set(_Base.metadata.tables) <= existing:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
         elif conn.dialect.name == "sqlite":

@@ -15,6 +15,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -35,9 +36,14 @@ def make_wheel(folder: Path, name: str, version: str = "1.0") -> None:
         zf.writestr(f"{info}/RECORD", "")
 
 
+def _dangling_build_stages(client: Any) -> set[str]:
+    return {image.id for image in client.images.list(filters={"dangling": True, "label": BUILD_STAGE_LABEL})}
+
+
 @pytest.fixture()
-def task_copy(tmp_path: Path, minimal_task_dir: Path, docker_api: DockerAPI) -> Iterator[Path]:
-    """A copy of the minimal task under a fresh id; its image is removed afterwards."""
+def task_copy(tmp_path: Path, minimal_task_dir: Path, docker_api: DockerAPI, docker_client: Any) -> Iterator[Path]:
+    """A copy of the minimal task under a fresh id; its image and the build stages it left are removed afterwards."""
+    stages_before = _dangling_build_stages(docker_client)
     task_id = f"minimal-cli-{uuid.uuid4().hex[:8]}"
     folder = tmp_path / task_id
     shutil.copytree(minimal_task_dir, folder, ignore=shutil.ignore_patterns("data", "__pycache__"))
@@ -46,6 +52,12 @@ def task_copy(tmp_path: Path, minimal_task_dir: Path, docker_api: DockerAPI) -> 
     (folder / "task.yaml").write_text(yaml.safe_dump(spec))
     yield folder
     docker_api.remove_image(f"harness-task/{task_id}:latest")
+    for image_id in _dangling_build_stages(docker_client) - stages_before:  # made by this test's builds
+        docker_client.images.remove(image_id, force=True)
+
+
+#: Label of the wheel-holding build stage of a task image (see harness.images.render_dockerfile).
+BUILD_STAGE_LABEL = "org.hackathon-harness.image.base-recipe=1"
 
 
 @pytest.fixture()

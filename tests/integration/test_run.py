@@ -300,3 +300,16 @@ def test_ctrl_c_stops_the_batch_removes_its_containers_and_resumes(
         (folder / "main.py").write_text(PERFECT + f"\n# {folder.name}\n")
     resumed = _harness("run", str(minimal_task), str(subs), home=home)
     assert "3 evaluated (3 succeeded)" in resumed.stdout, resumed.stdout
+
+
+def test_two_entries_naming_one_team_are_both_its_submissions_and_said_so(
+    minimal_task: Path, test_image: str, tmp_path: Path
+) -> None:
+    subs = tmp_path / "submissions"
+    _script(subs / "first-try", MEAN, team="solo")
+    _script(subs / "second-try", PERFECT, team="solo")
+    home = tmp_path / "home"
+    proc = _harness("run", str(minimal_task), str(subs), home=home)
+    assert "team solo is named by 2 entries (first-try, second-try)" in proc.stdout, proc.stdout
+    board = leaderboard(minimal_task, home=home)
+    assert list(board["team"]) == ["solo"] and board["mae"].iloc[0] == 0.0  # best of its two submissions

@@ -172,9 +172,14 @@ def test_no_results_is_a_clear_error(store: Store) -> None:
 def test_exports(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     _record(store, "a", "a1" * 32, {"mae": 5.123456})
     df = metric_table(None, store, task_id="task", metrics=[MAE])
-    assert "5.12" in (export(df, [MAE], "markdown") or "")
+    _record(store, "b", "b1" * 32, None, status="failed", minutes=1)
+    df = metric_table(None, store, task_id="task", metrics=[MAE])
+    markdown = export(df, [MAE], "markdown") or ""
+    assert "5.12" in markdown and "failed" in markdown
+    assert "<NA>" not in markdown and "nan" not in markdown
+    assert "<NA>" not in (export(df, [MAE], "html") or "")
     assert "5.123456" in (export(df, [MAE], "csv") or "")
     export(df, [MAE], "parquet", tmp_path / "lb.parquet")
-    assert pd.read_parquet(tmp_path / "lb.parquet")["team"].tolist() == ["a"]
+    assert pd.read_parquet(tmp_path / "lb.parquet")["team"].tolist() == ["a", "b"]
     with pytest.raises(ValueError, match="unknown format"):
         export(df, [MAE], "xlsx")
