@@ -287,7 +287,7 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
         table.add_column(
             header,
             justify="right" if numeric else "left",
-            no_wrap=column in ("rank", "status"),
+            no_wrap=column in ("rank", "team", "status"),
             min_width=4 if column == "rank" else None,
             overflow="fold",
         )
