@@ -45,7 +45,7 @@ test-unit: venv
 
 lint: venv
 	$(VENV)/bin/ruff check harness tests evaluators task_specs benchmarks examples
-	$(VENV)/bin/ruff format --check harness tests evaluators task_specs benchmarks
+	$(VENV)/bin/ruff format --check harness tests evaluators task_specs benchmarks examples
 	$(VENV)/bin/mypy
 
 format: venv
