@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from harness.errors import EXIT_CODES, HarnessError, SubmissionError
 
@@ -68,7 +69,8 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except HarnessError as exc:
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, markup=True)
+            message = escape(f"{type(exc).__name__}: {exc}")  # messages quote team text and lists: not markup
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
             raise typer.Exit(_exit_code(exc)) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: the sandboxes were removed; run the same command again to resume.")
@@ -250,10 +252,10 @@ def leaderboard_cmd(
         raise typer.BadParameter("expected public or private", param_hint="--split")
     if selection not in (None, "best", "latest"):
         raise typer.BadParameter("expected best or latest", param_hint="--selection")
-    spec = resolve_task(task)
-    df = leaderboard(spec, db_url=db, home=_home(home), split=split, selection=selection)  # type: ignore[arg-type]
     if fmt == "parquet" and output is None:
         raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
+    spec = resolve_task(task)
+    df = leaderboard(spec, db_url=db, home=_home(home), split=split, selection=selection)  # type: ignore[arg-type]
     if fmt != "table":
         text = export(df, spec.metrics, fmt, output)
         if text is not None:

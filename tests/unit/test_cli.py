@@ -1,0 +1,52 @@
+"""The CLI shell: errors as one line with their documented exit code, usage errors, help (no Docker needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.errors import EXIT_CODES, SpecError
+
+runner = CliRunner()
+
+
+def test_error_messages_keep_brackets_and_use_the_documented_exit_code(tmp_path: Path) -> None:
+    folder = tmp_path / "[validation]"
+    folder.mkdir()
+    result = runner.invoke(app, ["image", "build", str(folder)])
+    assert result.exit_code == EXIT_CODES[SpecError]
+    assert "[validation]" in result.output and "no task.yaml" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_parquet_without_an_output_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["leaderboard", "some-task", "--home", str(tmp_path), "--format", "parquet"])
+    assert result.exit_code == 2
+    assert "--output" in result.output
+    assert not (tmp_path / "results.sqlite").exists()  # nothing created for a command that cannot run
+
+
+def test_run_refuses_a_missing_submissions_folder_before_creating_a_store(tmp_path: Path) -> None:
+    task = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "minimal"
+    result = runner.invoke(app, ["run", str(task), str(tmp_path / "nope"), "--home", str(tmp_path / "home")])
+    assert result.exit_code == 4
+    assert "not a folder of submissions" in result.output
+    assert not (tmp_path / "home").exists()
+
+
+def test_every_command_has_help() -> None:
+    for command in (
+        ["run"],
+        ["leaderboard"],
+        ["check"],
+        ["starter"],
+        ["report"],
+        ["task", "validate"],
+        ["task", "prepare"],
+        ["image", "build"],
+    ):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Usage" in result.output
