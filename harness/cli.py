@@ -34,9 +34,10 @@ image_app = typer.Typer(help="Build task images (offline; images are never pulle
 app.add_typer(task_app, name="task")
 app.add_typer(image_app, name="image")
 
-# Piped output (logs, CI) is not hard-wrapped at 80 columns: lines stay whole and greppable.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Piped output (logs, CI) is not hard-wrapped at 80 columns, and text is never read as rich markup (messages
+# quote team names, paths and lists).
+console = Console(soft_wrap=True, markup=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
