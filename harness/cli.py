@@ -44,7 +44,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 HomeOption = Annotated[
     Path | None,
     typer.Option(
-        "--home", help="Harness home: results store (SQLite) and artifacts. Default: $HARNESS_HOME or ./.harness"
+        "--home",
+        help="Harness home: store (SQLite; beats $HARNESS_DB_URL) and artifacts. Default: $HARNESS_HOME or ./.harness",
     ),
 ]
 DbOption = Annotated[
@@ -73,6 +74,9 @@ def handle_errors(func: F) -> F:
             message = escape(f"{type(exc).__name__}: {exc}")  # messages quote team text and lists: not markup
             err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
             raise typer.Exit(_exit_code(exc)) from None
+        except OSError as exc:  # a path the user gave: missing folder, a file where a folder is expected, ...
+            err_console.print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), highlight=False)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: the sandboxes were removed; run the same command again to resume.")
             raise typer.Exit(130) from None
@@ -148,7 +152,7 @@ def _home(home: Path | None) -> Path:
 def _store(db: str | None, home: Path | None) -> Store:
     from harness.store import Store, resolve_db_url
 
-    return Store(resolve_db_url(db, _home(home)))
+    return Store(resolve_db_url(db, home))  # an explicit --home beats $HARNESS_DB_URL
 
 
 # --- judges --------------------------------------------------------------------------------------------------
@@ -242,7 +246,13 @@ def leaderboard_cmd(
     selection: Annotated[
         str | None, typer.Option(help="best or latest run per team (default: the spec's rule).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv, markdown, html, json or parquet.")] = "table",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="table, csv, markdown, html, json or parquet (default: from --output's suffix, else table).",
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
     wide: Annotated[bool, typer.Option(help="Show every column (submission hash, timings, ...) in the table.")] = False,
 ) -> None:
@@ -253,10 +263,31 @@ def leaderboard_cmd(
         raise typer.BadParameter("expected public or private", param_hint="--split")
     if selection not in (None, "best", "latest"):
         raise typer.BadParameter("expected best or latest", param_hint="--selection")
+    suffixes = {
+        ".csv": "csv",
+        ".md": "markdown",
+        ".html": "html",
+        ".htm": "html",
+        ".json": "json",
+        ".parquet": "parquet",
+    }
+    if fmt is None:
+        fmt = suffixes.get(output.suffix.lower(), "") if output is not None else "table"
+        if not fmt:
+            raise typer.BadParameter(
+                f"cannot tell the format from {output}; give --format or a suffix among {', '.join(suffixes)}",
+                param_hint="--output",
+            )
+    if fmt not in ("table", *suffixes.values()):
+        raise typer.BadParameter("expected table, csv, markdown, html, json or parquet", param_hint="--format")
+    if fmt == "table" and output is not None:
+        raise typer.BadParameter(
+            "the table is for the terminal; give --format csv/markdown/html/json/parquet", param_hint="--output"
+        )
     if fmt == "parquet" and output is None:
         raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
     spec = resolve_task(task)
-    df = leaderboard(spec, db_url=db, home=_home(home), split=split, selection=selection)  # type: ignore[arg-type]
+    df = leaderboard(spec, db_url=db, home=home, split=split, selection=selection)  # type: ignore[arg-type]
     if fmt != "table":
         text = export(df, spec.metrics, fmt, output)
         if text is not None:
@@ -359,7 +390,7 @@ def report_cmd(
     """
     from harness.report import write_report
 
-    paths = write_report(task, db_url=db, home=_home(home), team=team, out_dir=out, split=split, echo=_echo)
+    paths = write_report(task, db_url=db, home=home, team=team, out_dir=out, split=split, echo=_echo)
     for path in paths.files():
         console.print(str(path), highlight=False, markup=False, soft_wrap=True)
 

@@ -315,6 +315,8 @@ def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path
     Raises:
         ValueError: an unknown format, or parquet without a path.
     """
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         if path is None:
             raise ValueError("parquet needs --output PATH")

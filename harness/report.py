@@ -194,7 +194,7 @@ def write_report(
     if split not in splits:
         raise HarnessError(f"unknown split {split!r} for task {spec.id!r}; expected one of {', '.join(splits)}")
     home_dir = (home or default_home()).resolve()
-    url = resolve_db_url(db_url, home_dir)
+    url = resolve_db_url(db_url, home)  # an explicit home beats $HARNESS_DB_URL
     _check_results(spec, url, team)
 
     out = (out_dir or Path("reports") / spec.id).resolve()

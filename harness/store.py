@@ -224,14 +224,16 @@ def default_home() -> Path:
 
 
 def resolve_db_url(db_url: str | None = None, home: Path | None = None) -> str:
-    """The store URL: ``db_url``, else ``$HARNESS_DB_URL``, else a SQLite file ``HOME/results.sqlite``."""
+    """The store URL, most explicit first: ``db_url`` (``--db``), else the SQLite file of an explicitly given
+    ``home`` (``--home``), else ``$HARNESS_DB_URL``, else ``results.sqlite`` in :func:`default_home`."""
     if db_url:
         return db_url
+    if home is not None:
+        return f"sqlite:///{Path(home).resolve() / 'results.sqlite'}"
     env = os.environ.get("HARNESS_DB_URL")
     if env:
         return env
-    home = home or default_home()
-    return f"sqlite:///{home / 'results.sqlite'}"
+    return f"sqlite:///{default_home() / 'results.sqlite'}"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -50,3 +51,25 @@ def test_every_command_has_help() -> None:
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage" in result.output
+
+
+def test_an_explicit_home_beats_the_database_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.store import resolve_db_url
+
+    monkeypatch.setenv("HARNESS_DB_URL", "sqlite:////elsewhere/results.sqlite")
+    assert resolve_db_url(None, tmp_path) == f"sqlite:///{tmp_path.resolve() / 'results.sqlite'}"
+    assert resolve_db_url(None, None) == "sqlite:////elsewhere/results.sqlite"
+    assert resolve_db_url("postgresql+psycopg://db/x", tmp_path) == "postgresql+psycopg://db/x"
+
+
+def test_leaderboard_output_format_comes_from_the_suffix_or_is_refused(tmp_path: Path) -> None:
+    for args in (
+        ["--format", "xml"],
+        ["--output", str(tmp_path / "x.txt")],
+        ["--format", "table", "--output", "a.csv"],
+    ):
+        result = runner.invoke(app, ["leaderboard", "some-task", "--home", str(tmp_path), *args])
+        assert result.exit_code == 2, args
+        assert "Traceback" not in result.output
