@@ -637,7 +637,10 @@ def load_spec(task_dir: str | Path) -> TaskSpec:
     try:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as exc:
-        first: dict[str, Any] = dict(exc.errors()[0])
+        errors = exc.errors()
+        # A misspelt key shows up twice: as an unknown key and as the required key it was meant to be. Name the
+        # unknown one first, since its message suggests the right spelling.
+        first: dict[str, Any] = dict(next((e for e in errors if e["type"] == "extra_forbidden"), errors[0]))
         raise SpecError(_describe(first), shown, _field_path(tuple(first["loc"]))) from None
     spec._task_dir = path
     evaluator_file = spec.evaluator_path

@@ -247,3 +247,13 @@ def test_direct_model_validation_checks_the_same_rules() -> None:
     raw["metrics"][1]["primary"] = True
     with pytest.raises(ValueError, match="exactly one metric"):
         TaskSpec.model_validate(raw)
+
+
+def test_a_misspelt_required_key_is_named_as_unknown_with_the_right_spelling(tmp_path: Path) -> None:
+    raw = toy_raw()
+    raw["evaluator"]["clas_name"] = raw["evaluator"].pop("class_name")
+    task = write_toy_task(tmp_path / "task", raw, data=False)
+    with pytest.raises(SpecError) as info:
+        load_spec(task)
+    assert info.value.field == "evaluator.clas_name"
+    assert "did you mean 'class_name'?" in info.value.message
