@@ -165,7 +165,9 @@ def run(
     ],
     home: HomeOption = None,
     db: DbOption = None,
-    workers: Annotated[int | None, typer.Option(help="Sandboxes run at once (default: number of cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Sandboxes run at once (default: number of cores).")
+    ] = None,
     rerun: Annotated[bool, typer.Option(help="Evaluate everything again; results replace, never add.")] = False,
     phase: Annotated[str, typer.Option(help="test (judging, hidden reference) or validation.")] = "test",
     sandbox: Annotated[str, typer.Option(help="docker (isolating, default) or process (no isolation).")] = "docker",

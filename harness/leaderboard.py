@@ -211,7 +211,13 @@ def metric_table(
     runs = store.runs(task, phase=phase)
     if not runs:
         known = store.task_ids()
-        hint = f"; tasks with results: {', '.join(known)}" if known else ""
+        unfinished = len(store.runs(task, phase=phase, active_only=False)) if task in known else 0
+        if unfinished:
+            raise HarnessError(
+                f"no finished results for task {task!r} yet: {unfinished} run(s) were interrupted or are still "
+                "running. Run `harness run TASK_DIR SUBMISSIONS_DIR` again (with the same --home/--db) to finish them."
+            )
+        hint = f"; tasks in this store: {', '.join(known)}" if known else ""
         raise HarnessError(
             f"no results for task {task!r} in the store at {store._safe_url()}{hint}. "
             "Run `harness run TASK_DIR SUBMISSIONS_DIR` first (with the same --home/--db)."

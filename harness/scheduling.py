@@ -132,9 +132,15 @@ def _fingerprint(path: Path) -> str:
 
 
 def _submitted_at(path: Path) -> dt.datetime:
-    """When the entry was submitted: its modification time (upload time for archives), in UTC."""
+    """When the entry was submitted, in UTC: the newest modification time of the entry or of any file in it (an
+    edit inside a folder does not touch the folder's own time)."""
     try:
-        return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        newest = path.stat().st_mtime
+        if path.is_dir():
+            for item in path.rglob("*"):
+                if item.is_file() and not item.is_symlink():
+                    newest = max(newest, item.stat().st_mtime)
+        return dt.datetime.fromtimestamp(newest, dt.UTC)
     except OSError:
         return dt.datetime.now(dt.UTC)
 
@@ -259,7 +265,8 @@ def evaluate_many(
                 and store.registered_today(spec.id, team) >= limit
             ):
                 # Not recorded at all, so the entry is taken in a later call on another (UTC) day.
-                summary.over_limit.append(team)
+                if team not in summary.over_limit:
+                    summary.over_limit.append(team)
                 log.warning("team %s reached its daily limit of %s submissions; %s waits", team, limit, entry.path)
                 continue
             if opened is not None:

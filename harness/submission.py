@@ -225,11 +225,11 @@ def iter_entries(submissions_dir: Path) -> list[SubmissionEntry]:
         if child.name.startswith(".") or child.name in _JUNK_DIRS:
             continue
         if child.is_dir():
-            entries.append(SubmissionEntry(child, child.name))
+            entries.append(SubmissionEntry(child, team_name_from_entry(child.name)))
             continue
         stem, fmt = _split_suffix(child.name)
         if child.is_file() and fmt is not None:
-            entries.append(SubmissionEntry(child, stem))
+            entries.append(SubmissionEntry(child, team_name_from_entry(stem)))
         else:
             logger.warning("ignoring %s: a submission is %s", child, _FORMATS_TEXT)
     counts = Counter(entry.default_team_name for entry in entries)
@@ -938,6 +938,19 @@ def _open_into(source: Path, fmt: str, dest: Path, spec: SubmissionSpec, limits:
 
 
 # -- team.yaml, kind and entry -------------------------------------------------------------------------------
+
+
+def team_name_from_entry(name: str) -> str:
+    """A team name made from an entry's name under the rules of ``team.yaml`` names.
+
+    Characters other than letters, digits, space, ``-``, ``_`` and ``.`` become ``_`` (control characters, ``|``,
+    ``/``, a leading ``=``); the result is cut to 64 characters. A name with no letter or digit becomes ``team``
+    plus a short hash, so that entries stay apart.
+    """
+    cleaned = "".join(c if (c.isalnum() or c in _TEAM_NAME_PUNCTUATION) else "_" for c in name).strip()[:64]
+    if not any(c.isalnum() for c in cleaned):
+        return "team-" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return cleaned
 
 
 def _read_team(dest: Path, source: Path) -> tuple[str, list[str]]:

@@ -183,3 +183,12 @@ def test_exports(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def
     assert pd.read_parquet(tmp_path / "lb.parquet")["team"].tolist() == ["a", "b"]
     with pytest.raises(ValueError, match="unknown format"):
         export(df, [MAE], "xlsx")
+
+
+def test_only_unfinished_runs_say_so_instead_of_no_results(store: Store) -> None:
+    from harness.errors import HarnessError
+
+    sub_id, _ = store.register_submission("task", "a", "a1" * 32, source="x", kind="script", entry="main.py")
+    store.start_run(sub_id, "test")  # its coordinator was interrupted
+    with pytest.raises(HarnessError, match=r"no finished results for task 'task' yet: 1 run\(s\) were interrupted"):
+        metric_table(None, store, task_id="task", metrics=[MAE])

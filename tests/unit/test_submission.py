@@ -868,3 +868,20 @@ def test_iter_entries_lists_one_entry_per_team(tmp_path: Path, caplog: pytest.Lo
 def test_iter_entries_needs_a_folder(tmp_path: Path) -> None:
     with pytest.raises(SubmissionError, match="not a folder of submissions"):
         iter_entries(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("entry_name", "team"),
+    [
+        ("team@home", "team_home"),
+        ("a|b", "a_b"),
+        ("esc\x1b[31mred", "esc__31mred"),
+        ("=cmd()", "_cmd__"),
+        ("x" * 70, "x" * 64),
+        ("café", "café"),
+    ],
+)
+def test_team_names_from_entry_names_follow_the_team_yaml_rules(tmp_path: Path, entry_name: str, team: str) -> None:
+    (tmp_path / entry_name).mkdir()
+    [entry] = iter_entries(tmp_path)
+    assert entry.default_team_name == team
