@@ -87,8 +87,9 @@ def prepare_task(task_dir: str | Path, echo: Echo = print, *, timeout_s: float |
         )
     root = spec.data_root
     root.parent.mkdir(parents=True, exist_ok=True)
-    lock_name = f"harness-prepare-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}.lock"
-    with FileLock(str(Path(tempfile.gettempdir()) / lock_name)):
+    # The lock lives beside the data it guards (gitignored with it), not in the system temp folder, so preparing a
+    # task leaves nothing behind elsewhere.
+    with FileLock(str(root.parent / f".{root.name}.prepare.lock")):
         for stale in (*root.parent.glob(f".{root.name}.building-*"), *root.parent.glob(f".{root.name}.old-*")):
             echo(f"removing {stale.name}, left by an interrupted prepare")
             shutil.rmtree(stale, ignore_errors=True)

@@ -15,7 +15,8 @@ from harness.tasks import TaskValidationReport, prepare_task, validate_task
 
 
 def leftovers(task: Path) -> list[str]:
-    return sorted(p.name for p in task.iterdir() if p.name.startswith(".data."))
+    """Half-built or old data folders beside the data root (the prepare lock file is meant to stay)."""
+    return sorted(p.name for p in task.iterdir() if p.name.startswith(".data.") and p.name != ".data.prepare.lock")
 
 
 def rendered(report: TaskValidationReport) -> str:
