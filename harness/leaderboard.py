@@ -16,6 +16,7 @@ The rules, in one place:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,8 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.spec import MetricSpec, TaskSpec
 from harness.store import ScoredRun, Store
+
+log = logging.getLogger(__name__)
 
 __all__ = ["METRIC_TABLE_COLUMNS", "export", "leaderboard", "metric_table", "rank_table", "runs_table"]
 
@@ -223,6 +226,16 @@ def metric_table(
             "Run `harness run TASK_DIR SUBMISSIONS_DIR` first (with the same --home/--db)."
         )
     df = runs_table(runs, metric_specs, split=split)
+    scored = df[df["status"] == "succeeded"]
+    missing = [m.name for m in metric_specs if len(scored) and scored[m.name].isna().all()]
+    if missing:
+        log.warning(
+            "no run of task %s has a value of metric(s) %s on split %s: the spec's metrics differ from the ones the "
+            "runs were scored with (re-run with --rerun to score them again)",
+            task,
+            ", ".join(missing),
+            split,
+        )
     if per_team:
         df = _select(df, runs, metric_specs, rule)
     return rank_table(df, metric_specs)

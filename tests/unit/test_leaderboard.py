@@ -192,3 +192,11 @@ def test_only_unfinished_runs_say_so_instead_of_no_results(store: Store) -> None
     store.start_run(sub_id, "test")  # its coordinator was interrupted
     with pytest.raises(HarnessError, match=r"no finished results for task 'task' yet: 1 run\(s\) were interrupted"):
         metric_table(None, store, task_id="task", metrics=[MAE])
+
+
+def test_a_metric_no_run_was_scored_with_is_warned_about(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    _record(store, "a", "a1" * 32, {"mae": 5.0})
+    renamed = MetricSpec(name="max_err", goal="minimize", precision=2)
+    with caplog.at_level("WARNING", logger="harness.leaderboard"):
+        metric_table(None, store, task_id="task", metrics=[MAE, renamed])
+    assert "metric(s) max_err" in caplog.text and "--rerun" in caplog.text
