@@ -238,13 +238,20 @@ _ERROR_HINTS = {
 }
 
 
+def _read_executed(path: Path | None) -> nbformat.NotebookNode | None:
+    """The executed notebook, or None when there is none or it cannot be read (a killed run may leave it partial)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception:
+        return None
+
+
 def _notebook_failure(path: Path | None) -> str:
     """The first error in an executed notebook, as ``cell #N of your notebook raised Name: value``; ``""`` if none."""
-    if path is None or not path.is_file():
-        return ""
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception:
+    nb = _read_executed(path)
+    if nb is None:
         return ""
     for position, cell in _team_cells(nb):
         for output in cell.get("outputs", []):
@@ -260,11 +267,8 @@ def _notebook_failure(path: Path | None) -> str:
 
 def _exit_cell(path: Path | None) -> int:
     """The position of the team's cell that called ``sys.exit()`` (0 if none): the cells after it did not run."""
-    if path is None or not path.is_file():
-        return 0
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception:
+    nb = _read_executed(path)
+    if nb is None:
         return 0
     for position, cell in _team_cells(nb):
         if any(o.get("output_type") == "error" and o.get("ename") == "SystemExit" for o in cell.get("outputs", [])):
@@ -278,11 +282,8 @@ def _last_started_cell(path: Path | None) -> str:
     A run killed from outside leaves its cell marked ``running``. When the kernel dies instead (the OOM killer,
     ``os.kill``), papermill marks that cell ``completed`` and stops, so the last cell that started is the one.
     """
-    if path is None or not path.is_file():
-        return ""
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception:
+    nb = _read_executed(path)
+    if nb is None:
         return ""
     started = 0
     for position, cell in _team_cells(nb):
