@@ -10,8 +10,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.spec import TaskSpec, load_spec
-
-__version__ = "0.1.0"
+from harness.version import __version__
 
 __all__ = [
     "HarnessError",

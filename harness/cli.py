@@ -21,6 +21,7 @@ from rich.markup import escape
 from harness.errors import EXIT_CODES, HarnessError, SubmissionError
 
 if TYPE_CHECKING:
+    from harness.record import RunRecord
     from harness.store import Store
 
 app = typer.Typer(
@@ -144,15 +145,16 @@ def image_build(
 
 
 def _home(home: Path | None) -> Path:
-    from harness.store import default_home
+    from harness.settings import get_settings
 
-    return (home or default_home()).resolve()
+    return get_settings().home_dir(home)
 
 
 def _store(db: str | None, home: Path | None) -> Store:
-    from harness.store import Store, resolve_db_url
+    from harness.settings import get_settings
+    from harness.store import Store
 
-    return Store(resolve_db_url(db, home))  # an explicit --home beats $HARNESS_DB_URL
+    return Store(get_settings().store_url(db, home))  # an explicit --home beats $HARNESS_DB_URL
 
 
 # --- judges --------------------------------------------------------------------------------------------------
@@ -176,12 +178,12 @@ def run(
     ] = None,
 ) -> None:
     """Evaluate every new or changed submission in sandboxes and record the results."""
-    import os
     import signal
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from harness.scheduling import evaluate_many
+    from harness.scheduling import Hooks, evaluate_many
+    from harness.settings import get_settings
     from harness.spec import load_spec
 
     def _sigterm(_signum: int, _frame: object) -> None:
@@ -201,23 +203,20 @@ def run(
         TextColumn("{task.fields[counts]}"),
         console=err_console,
         transient=False,
-        disable=not err_console.is_terminal and not os.environ.get("HARNESS_PROGRESS"),
+        disable=not err_console.is_terminal and not get_settings().progress,
     )
     bar = progress.add_task(f"evaluating {spec.id}", total=None, counts="")
 
-    def hooks(event: str, **kwargs: object) -> None:
-        if event == "on_batch_planned":
-            progress.update(bar, total=float(kwargs["total"]))  # type: ignore[arg-type]
-            skipped = kwargs["skipped"]
-            if skipped:
-                err_console.print(f"{skipped} submission(s) unchanged since their last run: not evaluated again")
-        elif event == "on_run_finished":
-            record = kwargs["record"]
-            status = record.status  # type: ignore[attr-defined]
-            counts[status] = counts.get(status, 0) + 1
-            progress.update(bar, advance=1, counts=" ".join(f"{k}:{v}" for k, v in sorted(counts.items())))
-            line = f"{record.team:<24} {status:<16} {record.reason}"  # type: ignore[attr-defined]
-            progress.console.print(line[:200], highlight=False, markup=False, soft_wrap=True)
+    def planned(*, total: int, skipped: int) -> None:
+        progress.update(bar, total=float(total))
+        if skipped:
+            err_console.print(f"{skipped} submission(s) unchanged since their last run: not evaluated again")
+
+    def finished(*, record: RunRecord) -> None:
+        counts[record.status] = counts.get(record.status, 0) + 1
+        progress.update(bar, advance=1, counts=" ".join(f"{k}:{v}" for k, v in sorted(counts.items())))
+        line = f"{record.team:<24} {record.status:<16} {record.reason}"
+        progress.console.print(line[:200], highlight=False, markup=False, soft_wrap=True)
 
     try:
         with progress:
@@ -231,7 +230,7 @@ def run(
                 phase=phase,
                 sandbox=sandbox,
                 scheduler_address=scheduler,
-                hooks=hooks,
+                hooks=Hooks(on_batch_planned=planned, on_run_finished=finished),
             )
     finally:
         store.close()

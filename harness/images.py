@@ -40,6 +40,7 @@ from filelock import FileLock
 
 from harness.errors import ImageError
 from harness.sandbox.docker import DockerAPI
+from harness.settings import DEFAULT_DEBIAN_MIRROR, get_settings
 from harness.spec import TaskSpec
 
 __all__ = [
@@ -97,7 +98,7 @@ LABEL_PACKAGES = "org.hackathon-harness.image.packages"
 LABEL_BASE = "org.hackathon-harness.image.base"
 
 DEBIAN_SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_MIRROR = DEFAULT_DEBIAN_MIRROR
 #: Python of the images: wheels are fetched for it whatever Python runs the harness.
 IMAGE_PYTHON = "3.11"
 #: glibc of bookworm is 2.36: every manylinux wheel up to that works.
@@ -152,11 +153,8 @@ class BuiltImage:
 
 def cache_dir() -> Path:
     """Folder for wheels and locks: ``$HARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/hackathon-harness``
-    (``~/.cache/hackathon-harness``)."""
-    if os.environ.get("HARNESS_CACHE_DIR"):
-        return Path(os.environ["HARNESS_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "hackathon-harness"
+    (``~/.cache/hackathon-harness``); see :class:`harness.settings.Settings`."""
+    return get_settings().cache_folder()
 
 
 def image_packages(packages: Iterable[str]) -> tuple[str, ...]:
@@ -320,7 +318,7 @@ def ensure_base_image(echo: Echo = print, *, api: ImageAPI | None = None) -> str
                 "debootstrap is not installed: `apt-get install -y debootstrap` "
                 "(scripts/ensure-docker.sh does it), or pass --base with a local image"
             )
-        mirror = os.environ.get("HARNESS_DEBIAN_MIRROR", DEFAULT_MIRROR)
+        mirror = get_settings().debian_mirror
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="harness-rootfs-") as tmp:
             rootfs = Path(tmp) / "rootfs"

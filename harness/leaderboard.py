@@ -29,6 +29,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.spec import MetricSpec, TaskSpec
+from harness.status import Status
 from harness.store import ScoredRun, Store
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def rank_table(table: pd.DataFrame, metrics: Sequence[MetricSpec]) -> pd.DataFra
     primary = specs[0].name
     df = table.copy().reset_index(drop=True)
     primary_values = pd.to_numeric(df[primary], errors="coerce") if primary in df else pd.Series(np.nan, index=df.index)
-    valid = (df["status"] == "succeeded") & np.isfinite(primary_values.astype("float64"))
+    valid = (df["status"] == Status.SUCCEEDED) & np.isfinite(primary_values.astype("float64"))
     keys = [_sort_key(row, specs) for _, row in df.iterrows()]
     df["_key"] = keys
     df["_valid"] = valid
@@ -168,7 +169,7 @@ def _select(
         for _, row in group.iterrows():
             scores = public.get(int(row["run_id"]), {})
             primary_value = scores.get(primary_first[0].name)
-            if row["status"] == "succeeded" and primary_value is not None and math.isfinite(primary_value):
+            if row["status"] == Status.SUCCEEDED and primary_value is not None and math.isfinite(primary_value):
                 key = _sort_key(pd.Series(scores), primary_first)
                 candidates.append((key, row["submitted_at"], int(row["run_id"])))
         chosen.append(min(candidates)[2] if candidates else int(latest["run_id"]))
@@ -226,7 +227,7 @@ def metric_table(
             "Run `harness run TASK_DIR SUBMISSIONS_DIR` first (with the same --home/--db)."
         )
     df = runs_table(runs, metric_specs, split=split)
-    scored = df[df["status"] == "succeeded"]
+    scored = df[df["status"] == Status.SUCCEEDED]
     missing = [m.name for m in metric_specs if len(scored) and scored[m.name].isna().all()]
     if missing:
         log.warning(
@@ -281,9 +282,8 @@ def resolve_task(task: str | Path | TaskSpec) -> TaskSpec:
     Raises:
         SpecError: nothing matches (the message lists where it looked).
     """
-    import os
-
     from harness.errors import SpecError
+    from harness.settings import get_settings
     from harness.spec import load_spec
 
     if isinstance(task, TaskSpec):
@@ -291,7 +291,8 @@ def resolve_task(task: str | Path | TaskSpec) -> TaskSpec:
     path = Path(task)
     if (path / "task.yaml").is_file() or path.name == "task.yaml":
         return load_spec(path)
-    roots = [Path(os.environ["HARNESS_TASKS"])] if os.environ.get("HARNESS_TASKS") else []
+    tasks = get_settings().tasks
+    roots = [tasks] if tasks is not None else []
     roots.append(Path("task_specs"))
     for root in roots:
         if (root / str(task) / "task.yaml").is_file():

@@ -23,23 +23,24 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
 from harness.errors import EvaluatorError, InvalidOutputError, SandboxError
+from harness.record import EXECUTED_NOTEBOOK, RunRecord
 from harness.sandbox import Mount, RunOutcome, RunRequest, RunResult, Sandbox, get_sandbox
 from harness.spec import PHASES, TaskSpec
+from harness.status import Status
 from harness.submission import OpenedSubmission, open_submission
+from harness.version import __version__
 
 __all__ = ["EXECUTED_NOTEBOOK", "RunRecord", "evaluate_opened", "evaluate_submission", "truncate_notebook_outputs"]
 
 log = logging.getLogger(__name__)
 
-#: File name (in the output folder) of the executed notebook; reserved.
-EXECUTED_NOTEBOOK = "executed.ipynb"
 #: Cap on the text kept per output of the executed notebook kept for judges (characters).
 NOTEBOOK_OUTPUT_CAP_CHARS = 20_000
 #: Cap on the text kept per cell of the executed notebook, over all its outputs (characters).
@@ -50,77 +51,6 @@ NOTEBOOK_OUTPUTS_PER_CELL = 50
 SUBMISSION_TARGET = "/submission"
 INPUT_TARGET = "/input"
 OUTPUT_TARGET = "/output"
-
-
-@dataclass
-class RunRecord:
-    """The outcome of evaluating one submission in one phase (picklable; no store involved).
-
-    Attributes:
-        task_id: the task's id.
-        phase: ``validation`` or ``test``.
-        team: the team name as given by the caller or the submission's team.yaml (may be ``""``).
-        content_hash: sha256 of the normalised submission.
-        kind: ``notebook`` or ``script``.
-        status: one of :data:`harness.store.FINAL_STATUSES`.
-        reason: one line a team can act on (``""`` on success).
-        problems: every output problem found (invalid_output), one sentence each.
-        scores: split -> metric -> value (empty unless succeeded).
-        started_at / finished_at: UTC timestamps of the whole evaluation.
-        duration_s: wall-clock seconds of the sandboxed command.
-        peak_memory_mb: peak memory of the sandbox in MiB (None if unknown).
-        exit_code: the command's exit code (None if killed).
-        limits: the limits applied (time_s, memory_mb, ...), for resource-use reports.
-        artifacts_dir: folder holding log.txt, executed.ipynb (notebooks), output/ (predictions).
-        provenance: submission hash, spec hash, evaluator file, image id, harness version, sandbox.
-        notes: non-fatal remarks (nbformat upgraded, kernel name replaced, ...).
-    """
-
-    task_id: str
-    phase: str
-    team: str
-    content_hash: str
-    kind: str
-    status: str
-    reason: str = ""
-    problems: list[str] = field(default_factory=list)
-    scores: dict[str, dict[str, float]] = field(default_factory=dict)
-    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    finished_at: dt.datetime | None = None
-    duration_s: float | None = None
-    peak_memory_mb: float | None = None
-    exit_code: int | None = None
-    limits: dict[str, float] = field(default_factory=dict)
-    artifacts_dir: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def succeeded(self) -> bool:
-        """True when the run was scored."""
-        return self.status == "succeeded"
-
-    @property
-    def log_path(self) -> Path | None:
-        """The run's capped log, if it was written."""
-        path = Path(self.artifacts_dir) / "log.txt"
-        return path if self.artifacts_dir and path.is_file() else None
-
-    @property
-    def notebook_path(self) -> Path | None:
-        """The executed notebook (outputs capped), if there is one."""
-        path = Path(self.artifacts_dir) / EXECUTED_NOTEBOOK
-        return path if self.artifacts_dir and path.is_file() else None
-
-    def to_json(self) -> str:
-        """The record as JSON (timestamps ISO 8601)."""
-        return json.dumps(asdict(self), default=str, indent=2, sort_keys=True)
-
-
-def _harness_version() -> str:
-    from harness import __version__
-
-    return __version__
 
 
 def _kernel_language(kernel: str) -> str | None:
@@ -384,7 +314,7 @@ def evaluate_opened(
         team=team or opened.team or "",
         content_hash=opened.content_hash,
         kind=opened.kind,
-        status="harness_error",
+        status=Status.HARNESS_ERROR,
         started_at=started,
         limits={k: float(v) for k, v in asdict(limits).items()},
         artifacts_dir=str(artifacts_dir),
@@ -393,7 +323,7 @@ def evaluate_opened(
             "submission_hash": opened.content_hash,
             "spec_hash": spec.spec_hash,
             "evaluator": spec.evaluator.path,
-            "harness_version": _harness_version(),
+            "harness_version": __version__,
             "sandbox": sandbox if isinstance(sandbox, str) else sandbox.name,
             "phase": phase,
         },
@@ -447,7 +377,8 @@ def evaluate_opened(
 
     classified = _classify(spec, opened, result, notebook)
     if classified is not None:
-        record.status, record.reason = classified
+        status, record.reason = classified
+        record.status = Status(status)
         record.finished_at = dt.datetime.now(dt.UTC)
         return record
 
@@ -456,9 +387,9 @@ def evaluate_opened(
     scoring_started = time.monotonic()
     try:
         record.scores = score_outputs(spec, output_dir, phase)
-        record.status = "succeeded"
+        record.status = Status.SUCCEEDED
     except InvalidOutputError as exc:
-        record.status = "invalid_output"
+        record.status = Status.INVALID_OUTPUT
         record.problems = list(exc.problems)
         record.reason = exc.problems[0] if exc.problems else exc.message
         if len(exc.problems) > 1:
@@ -470,7 +401,7 @@ def evaluate_opened(
                 "not run"
             )
     except EvaluatorError as exc:
-        record.status = "evaluator_error"
+        record.status = Status.EVALUATOR_ERROR
         record.reason = exc.message
         record.problems = [exc.detail] if exc.detail else []
     record.provenance["scoring_s"] = round(time.monotonic() - scoring_started, 3)

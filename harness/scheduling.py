@@ -16,35 +16,59 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from harness.errors import EngineUnavailableError, HarnessError, ImageError, SubmissionError
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.sandbox import get_sandbox
 from harness.scoring import warm_evaluators
 from harness.spec import TaskSpec
-from harness.store import Store
+from harness.status import Status
+from harness.store import NewSubmission, Plan, Store
 from harness.submission import OpenedSubmission, SubmissionEntry, iter_entries, open_submission
 
-__all__ = ["BatchSummary", "Hooks", "evaluate_many"]
+__all__ = ["BatchSummary", "Hooks", "evaluate_many", "plan_batch", "run_batch"]
 
 log = logging.getLogger(__name__)
 
 
-class Hooks(Protocol):
-    """Callbacks of a batch, all optional (keyword arguments as documented).
+@dataclass(frozen=True)
+class Hooks:
+    """Progress callbacks of a batch, each optional (as nbclient's ``on_cell_*`` hooks), called with keywords.
 
-    ``on_batch_planned(total=int, skipped=int)``: after every entry was opened and the plan is known.
-    ``on_run_started(team=str, content_hash=str)``: a run was handed to a worker.
-    ``on_run_finished(record=RunRecord)``: a run's outcome was written to the store.
+    Attributes:
+        on_batch_planned: ``(total: int, skipped: int)``, once, after every entry was opened and planned: ``total``
+            runs will be made, ``skipped`` entries are unchanged since their last run.
+        on_run_started: ``(team: str, content_hash: str)``, when a run is handed to a worker.
+        on_run_finished: ``(record: RunRecord)``, after a run's outcome was written to the store.
+
+    Callbacks run in the coordinator's thread; an exception in one stops the batch like any other error (runs in
+    flight are then removed and recorded as interrupted by the next call).
     """
 
-    def __call__(self, event: str, **kwargs: Any) -> None: ...
+    on_batch_planned: Callable[..., None] | None = None
+    on_run_started: Callable[..., None] | None = None
+    on_run_finished: Callable[..., None] | None = None
+
+    def batch_planned(self, *, total: int, skipped: int) -> None:
+        """Call :attr:`on_batch_planned` if set."""
+        if self.on_batch_planned is not None:
+            self.on_batch_planned(total=total, skipped=skipped)
+
+    def run_started(self, *, team: str, content_hash: str) -> None:
+        """Call :attr:`on_run_started` if set."""
+        if self.on_run_started is not None:
+            self.on_run_started(team=team, content_hash=content_hash)
+
+    def run_finished(self, *, record: RunRecord) -> None:
+        """Call :attr:`on_run_finished` if set."""
+        if self.on_run_finished is not None:
+            self.on_run_finished(record=record)
 
 
 @dataclass
@@ -187,6 +211,10 @@ def _executor(workers: int, scheduler_address: str | None) -> tuple[cf.Executor,
     return pool, lambda: pool.shutdown(wait=True, cancel_futures=True)
 
 
+#: The coordinator renews its lease at least this often while runs finish (seconds; well under LEASE_STALE_S).
+LEASE_RENEW_S = 30.0
+
+
 def evaluate_many(
     spec: TaskSpec,
     submissions_dir: Path,
@@ -204,6 +232,8 @@ def evaluate_many(
 
     One entry per team: a folder, .zip, .tar.gz/.tgz/.tar or lone .ipynb; the team is named by a ``team.yaml``
     inside (``team: NAME``) or else by the entry's name. Same content from the same team is the same submission.
+    The batch is planned first (:func:`plan_batch`: every entry opened, one store transaction each), then run
+    (:func:`run_batch`), under the task's lease.
 
     Args:
         spec: the task.
@@ -232,10 +262,8 @@ def evaluate_many(
     submissions_dir = Path(submissions_dir)
     if not submissions_dir.is_dir():
         raise SubmissionError("not a folder of submissions (one entry per team)", str(submissions_dir))
-    notify: Hooks = hooks or (lambda event, **kwargs: None)
-    workers = max(1, workers or os.cpu_count() or 1)
+    hooks = hooks or Hooks()
     summary = BatchSummary(task_id=spec.id)
-
     store.ensure_task(spec.id, spec.title, spec.spec_hash)
     store.acquire_lease(spec.id)
     try:
@@ -245,125 +273,159 @@ def evaluate_many(
 
             # We hold the task's lease: containers and output mounts of an earlier, killed coordinator are orphans.
             remove_orphans(label_prefix=f"{spec.id}/")
-        submissions_root = home / "submissions" / spec.id
-        submissions_root.mkdir(parents=True, exist_ok=True)
-        artifacts_root = home / "artifacts" / spec.id
-        jobs: list[_Job] = []
-        entries = iter_entries(submissions_dir)
-        summary.entries = len(entries)
-        entries_of_team: dict[str, list[str]] = {}
-        for entry in entries:
-            opened, rejection = _open_entry(spec, entry, submissions_root)
-            team = (opened.team if opened and opened.team else None) or entry.default_team_name
-            entries_of_team.setdefault(team, []).append(entry.path.name)
-            limit = spec.leaderboard.daily_limit
-            if (
-                opened is not None
-                and phase == "test"
-                and limit
-                and not store.is_known(spec.id, team, opened.content_hash)
-                and store.registered_today(spec.id, team) >= limit
-            ):
-                # Not recorded at all, so the entry is taken in a later call on another (UTC) day.
-                if team not in summary.over_limit:
-                    summary.over_limit.append(team)
-                log.warning("team %s reached its daily limit of %s submissions; %s waits", team, limit, entry.path)
-                continue
-            if opened is not None:
-                submission_id, _created = store.register_submission(
-                    spec.id,
-                    team,
-                    opened.content_hash,
-                    source=str(entry.path),
-                    kind=opened.kind,
-                    entry=opened.entry,
-                    n_files=opened.n_files,
-                    n_bytes=opened.n_bytes,
-                    notes=opened.notes,
-                    submitted_at=_submitted_at(entry.path),
-                )
-            else:
-                submission_id, _created = store.register_submission(
-                    spec.id,
-                    team,
-                    _fingerprint(entry.path),
-                    source=str(entry.path),
-                    kind="unknown",
-                    entry="",
-                    notes=[rejection],
-                    submitted_at=_submitted_at(entry.path),
-                )
-            active = store.active_run(submission_id, phase)
-            if not rerun and active is not None:
-                if active.status != "harness_error":
-                    summary.unchanged += 1
-                    continue
-                summary.retried += 1  # the harness was at fault (disk full, engine lost): the team gets a real run
-            jobs.append(_Job(entry, team, submission_id, opened, rejection))
-        summary.shared_teams = {team: names for team, names in entries_of_team.items() if len(names) > 1}
-        for team, names in summary.shared_teams.items():
-            log.warning("team %s is named by %s entries (%s); each is one of its submissions", team, len(names), names)
-        notify("on_batch_planned", total=len(jobs), skipped=summary.unchanged)
-        if not jobs:
-            return summary
-        _check_can_run(spec, sandbox, any(job.opened for job in jobs))
-
-        executor, shutdown = _executor(workers, scheduler_address)
-        # Local workers share one sandbox, so Ctrl-C can remove every container it started (worker threads
-        # cannot be interrupted); Dask workers get the sandbox's name and make their own.
-        shared = get_sandbox(sandbox) if scheduler_address is None else None
-        futures: dict[cf.Future[RunRecord], _Job] = {}
-        waiting = list(reversed(jobs))
-        # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
-        warm = warm_evaluators(workers) if scheduler_address is None else contextlib.nullcontext()
-        try:
-            with warm:
-                # At most `workers` runs in flight: a run's row says `running` only while it really runs, and
-                # after Ctrl-C or SIGKILL nothing that never started is left looking started.
-                while waiting or futures:
-                    while waiting and len(futures) < workers:
-                        job = waiting.pop()
-                        job.run_id = store.start_run(job.submission_id, phase)
-                        if job.opened is None:
-                            _finish_rejected(store, spec, job, phase, summary, notify)
-                            continue
-                        future = executor.submit(
-                            evaluate_opened,
-                            spec,
-                            job.opened,
-                            phase=phase,
-                            artifacts_dir=artifacts_root / f"run-{job.run_id}",
-                            sandbox=shared or sandbox,
-                            team=job.team,
-                        )
-                        futures[future] = job
-                        notify("on_run_started", team=job.team, content_hash=job.opened.content_hash)
-                    if not futures:
-                        continue
-                    done, _pending = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
-                    for future in done:
-                        job = futures.pop(future)
-                        record = _outcome(spec, job, phase, future)
-                        _write(store, job, record)
-                        store.renew_lease(spec.id)
-                        summary.evaluated += 1
-                        summary.statuses[record.status] += 1
-                        summary.records.append(record)
-                        notify("on_run_finished", record=record)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        finally:
-            if shared is not None:
-                close = getattr(shared, "close", None)
-                if close is not None:
-                    close()  # removes the containers of runs still going (after Ctrl-C or an error)
-            shutdown()
+        jobs = plan_batch(
+            spec, submissions_dir, store=store, submissions_root=home / "submissions" / spec.id, phase=phase,
+            rerun=rerun, summary=summary,
+        )  # fmt: skip
+        hooks.batch_planned(total=len(jobs), skipped=summary.unchanged)
+        if jobs:
+            _check_can_run(spec, sandbox, any(job.opened for job in jobs))
+            run_batch(
+                spec, jobs, store=store, artifacts_root=home / "artifacts" / spec.id, phase=phase,
+                workers=max(1, workers or os.cpu_count() or 1), sandbox=sandbox,
+                scheduler_address=scheduler_address, hooks=hooks, summary=summary,
+            )  # fmt: skip
     finally:
         store.release_lease(spec.id)
         summary.duration_s = (dt.datetime.now(dt.UTC) - started).total_seconds()
     return summary
+
+
+def plan_batch(
+    spec: TaskSpec,
+    submissions_dir: Path,
+    *,
+    store: Store,
+    submissions_root: Path,
+    phase: str,
+    rerun: bool,
+    summary: BatchSummary,
+) -> list[_Job]:
+    """Open every entry and decide what to do with it: one store transaction per entry (see
+    :meth:`harness.store.Store.plan_submission`: new, unchanged, over the daily limit, retry after a harness error).
+
+    Fills ``summary``'s ``entries``, ``unchanged``, ``retried``, ``over_limit`` and ``shared_teams``.
+
+    Returns:
+        The runs to make, in the folder's order (entries that could not be opened are runs too: they are recorded
+        as ``rejected`` without starting a sandbox).
+
+    Raises:
+        HarnessError: an entry cannot be unpacked into ``submissions_root`` (e.g. its disk is full).
+    """
+    submissions_root.mkdir(parents=True, exist_ok=True)
+    entries = iter_entries(submissions_dir)
+    summary.entries = len(entries)
+    entries_of_team: dict[str, list[str]] = {}
+    limit = spec.leaderboard.daily_limit if phase == "test" else None
+    jobs: list[_Job] = []
+    for entry in entries:
+        opened, rejection = _open_entry(spec, entry, submissions_root)
+        team = (opened.team if opened and opened.team else None) or entry.default_team_name
+        entries_of_team.setdefault(team, []).append(entry.path.name)
+        if opened is not None:
+            found = NewSubmission(
+                content_hash=opened.content_hash, source=str(entry.path), kind=opened.kind, entry=opened.entry,
+                n_files=opened.n_files, n_bytes=opened.n_bytes, notes=tuple(opened.notes),
+                submitted_at=_submitted_at(entry.path),
+            )  # fmt: skip
+        else:
+            found = NewSubmission(
+                content_hash=_fingerprint(entry.path), source=str(entry.path), kind="unknown", entry="",
+                notes=(rejection,), submitted_at=_submitted_at(entry.path),
+            )  # fmt: skip
+        plan, submission_id = store.plan_submission(
+            spec.id, team, found, phase=phase, rerun=rerun, daily_limit=limit if opened is not None else None
+        )
+        if plan is Plan.OVER_LIMIT:
+            if team not in summary.over_limit:
+                summary.over_limit.append(team)
+            log.warning("team %s reached its daily limit of %s submissions; %s waits", team, limit, entry.path)
+            continue
+        if plan is Plan.UNCHANGED:
+            summary.unchanged += 1
+            continue
+        if plan is Plan.RETRY:
+            summary.retried += 1
+        assert submission_id is not None  # only OVER_LIMIT has none
+        jobs.append(_Job(entry, team, submission_id, opened, rejection))
+    summary.shared_teams = {team: names for team, names in entries_of_team.items() if len(names) > 1}
+    for team, names in summary.shared_teams.items():
+        log.warning("team %s is named by %s entries (%s); each is one of its submissions", team, len(names), names)
+    return jobs
+
+
+def run_batch(
+    spec: TaskSpec,
+    jobs: list[_Job],
+    *,
+    store: Store,
+    artifacts_root: Path,
+    phase: str,
+    workers: int,
+    sandbox: str,
+    scheduler_address: str | None,
+    hooks: Hooks,
+    summary: BatchSummary,
+) -> None:
+    """Run planned jobs, at most ``workers`` at once, writing each outcome as it finishes (the only writer).
+
+    A run's row says ``running`` only while it really runs: rows are started as runs are handed out, so after
+    Ctrl-C or SIGKILL nothing that never started is left looking started. Fills ``summary``'s ``evaluated``,
+    ``statuses`` and ``records``.
+
+    Raises:
+        EngineUnavailableError, ImageError: the sandbox stopped working; the batch stops (runs in flight stay
+            ``running`` until the next call marks them interrupted).
+    """
+    executor, shutdown = _executor(workers, scheduler_address)
+    # Local workers share one sandbox, so Ctrl-C can remove every container it started (worker threads cannot be
+    # interrupted); Dask workers get the sandbox's name and make their own.
+    shared = get_sandbox(sandbox) if scheduler_address is None else None
+    futures: dict[cf.Future[RunRecord], _Job] = {}
+    waiting = list(reversed(jobs))
+    renewed = time.monotonic()
+    # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
+    warm = warm_evaluators(workers) if scheduler_address is None else contextlib.nullcontext()
+    try:
+        with warm:
+            while waiting or futures:
+                while waiting and len(futures) < workers:
+                    job = waiting.pop()
+                    job.run_id = store.start_run(job.submission_id, phase)
+                    if job.opened is None:
+                        _finish(store, job, _rejected_record(spec, job, phase), summary, hooks)
+                        continue
+                    future = executor.submit(
+                        evaluate_opened,
+                        spec,
+                        job.opened,
+                        phase=phase,
+                        artifacts_dir=artifacts_root / f"run-{job.run_id}",
+                        sandbox=shared or sandbox,
+                        team=job.team,
+                    )
+                    futures[future] = job
+                    hooks.run_started(team=job.team, content_hash=job.opened.content_hash)
+                if not futures:
+                    continue
+                done, _pending = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    job = futures.pop(future)
+                    _finish(store, job, _outcome(spec, job, phase, future), summary, hooks)
+                if time.monotonic() - renewed > LEASE_RENEW_S:
+                    store.renew_lease(spec.id)
+                    renewed = time.monotonic()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        if shared is not None:
+            close = getattr(shared, "close", None)
+            if close is not None:
+                close()  # removes the containers of runs still going (after Ctrl-C or an error)
+        shutdown()
 
 
 def _outcome(spec: TaskSpec, job: _Job, phase: str, future: cf.Future[RunRecord]) -> RunRecord:
@@ -380,7 +442,7 @@ def _outcome(spec: TaskSpec, job: _Job, phase: str, future: cf.Future[RunRecord]
             team=job.team,
             content_hash=job.opened.content_hash if job.opened else "",
             kind=job.opened.kind if job.opened else "unknown",
-            status="harness_error",
+            status=Status.HARNESS_ERROR,
             reason=f"{type(exc).__name__}: {exc}",
             finished_at=dt.datetime.now(dt.UTC),
         )
@@ -400,42 +462,25 @@ def _check_can_run(spec: TaskSpec, sandbox: str, needs_image: bool) -> None:
             )
 
 
-def _finish_rejected(store: Store, spec: TaskSpec, job: _Job, phase: str, summary: BatchSummary, notify: Hooks) -> None:
-    record = RunRecord(
+def _rejected_record(spec: TaskSpec, job: _Job, phase: str) -> RunRecord:
+    """The record of an entry refused at the door (it never reaches a sandbox)."""
+    return RunRecord(
         task_id=spec.id,
         phase=phase,
         team=job.team,
         content_hash="",
         kind="unknown",
-        status="rejected",
+        status=Status.REJECTED,
         reason=job.rejection,
         finished_at=dt.datetime.now(dt.UTC),
         provenance={"spec_hash": spec.spec_hash, "phase": phase},
     )
-    _write(store, job, record)
+
+
+def _finish(store: Store, job: _Job, record: RunRecord, summary: BatchSummary, hooks: Hooks) -> None:
+    """Write one outcome (one transaction), count it, and tell the hooks."""
+    store.finish_run(job.run_id, record)
     summary.evaluated += 1
     summary.statuses[record.status] += 1
     summary.records.append(record)
-    notify("on_run_finished", record=record)
-
-
-def _write(store: Store, job: _Job, record: RunRecord) -> None:
-    provenance = dict(record.provenance)
-    if record.notes:
-        provenance["notes"] = record.notes
-    if record.limits:
-        provenance["limits"] = record.limits
-    store.finish_run(
-        job.run_id,
-        status=record.status,
-        reason=record.reason,
-        problems=record.problems,
-        scores=record.scores,
-        duration_s=record.duration_s,
-        peak_memory_mb=record.peak_memory_mb,
-        exit_code=record.exit_code,
-        artifacts_dir=record.artifacts_dir,
-        provenance=provenance,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-    )
+    hooks.run_finished(record=record)

@@ -23,6 +23,7 @@ import pandas as pd
 from harness.errors import SubmissionError
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.spec import TaskSpec, load_spec
+from harness.status import Status
 from harness.submission import open_submission
 
 __all__ = ["WARN_FRACTION", "CheckResult", "check"]
@@ -30,15 +31,18 @@ __all__ = ["WARN_FRACTION", "CheckResult", "check"]
 #: Resource use above this fraction of a limit gives a warning (0.8 = 80 %).
 WARN_FRACTION = 0.8
 
-_HINTS = {
-    "timed_out": "make it faster (sample the training data, fewer iterations) or check for an endless loop",
-    "out_of_memory": "use less memory: read only the columns you need, use smaller dtypes, or sample",
-    "failed": "read the log and the executed notebook named below; fix the error and check again",
-    "invalid_output": "fix predictions.csv as described above; the format is in the task README",
-    "rejected": "fix the submission as described above and check again",
-    "evaluator_error": "the task's evaluator failed: tell the organisers (this is not your code's fault)",
-    "harness_error": "the harness itself failed: tell the organisers and attach the log",
+_HINTS: dict[Status, str] = {
+    Status.TIMED_OUT: "make it faster (sample the training data, fewer iterations) or check for an endless loop",
+    Status.OUT_OF_MEMORY: "use less memory: read only the columns you need, use smaller dtypes, or sample",
+    Status.FAILED: "read the log and the executed notebook named below; fix the error and check again",
+    Status.INVALID_OUTPUT: "fix predictions.csv as described above; the format is in the task README",
+    Status.REJECTED: "fix the submission as described above and check again",
+    Status.EVALUATOR_ERROR: "the task's evaluator failed: tell the organisers (this is not your code's fault)",
+    Status.HARNESS_ERROR: "the harness itself failed: tell the organisers and attach the log",
 }
+
+#: Statuses whose resource use is at a limit by definition (no "near the limit" warning for them).
+_KILLED_AT_LIMIT = (Status.TIMED_OUT, Status.OUT_OF_MEMORY)
 
 
 @dataclass
@@ -62,7 +66,7 @@ class CheckResult:
 
     task_id: str
     submission: str
-    status: str
+    status: Status
     reason: str = ""
     problems: list[str] = field(default_factory=list)
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -74,7 +78,7 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         """True when the judges' run would score this submission."""
-        return self.status == "succeeded"
+        return self.status == Status.SUCCEEDED
 
     @property
     def verdict(self) -> str:
@@ -181,7 +185,11 @@ def _resources(spec: TaskSpec, record: RunRecord) -> tuple[pd.DataFrame, list[st
         value = used[name]
         share = (value / limits[name]) if value is not None else float("nan")
         rows[name] = {"used": float("nan") if value is None else float(value), "limit": limits[name], "share": share}
-        if value is not None and share > WARN_FRACTION and record.status not in ("timed_out", "out_of_memory"):
+        if (
+            value is not None
+            and share > WARN_FRACTION
+            and record.status not in (Status.TIMED_OUT, Status.OUT_OF_MEMORY)
+        ):
             what = "run time" if name == "time_s" else "peak memory"
             warnings.append(
                 f"{what} is {share:.0%} of the limit ({value:.1f} of {limits[name]:g}); the hidden test data may "
@@ -225,7 +233,7 @@ def check(
             return CheckResult(
                 task_id=spec.id,
                 submission=str(submission),
-                status="rejected",
+                status=Status.REJECTED,
                 reason=str(exc),
                 problems=[str(exc)],
                 resources=_resources(spec, _empty_record(spec))[0],
@@ -254,4 +262,6 @@ def check(
 
 
 def _empty_record(spec: TaskSpec) -> RunRecord:
-    return RunRecord(task_id=spec.id, phase="validation", team="", content_hash="", kind="unknown", status="rejected")
+    return RunRecord(
+        task_id=spec.id, phase="validation", team="", content_hash="", kind="unknown", status=Status.REJECTED
+    )

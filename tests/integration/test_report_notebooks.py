@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.leaderboard import leaderboard
 from harness.report import ReportError, ReportPaths, read_glued, table_records, write_report
+from harness.record import RunRecord
 from harness.store import Store
 
 pytestmark = pytest.mark.integration
@@ -173,12 +174,16 @@ def _record(
         predictions.to_csv(artifacts / "output" / "predictions.csv", index=False)
         if status == "succeeded" and reference is not None:
             scores = _scores(reference, predictions)
-    store.finish_run(
-        run_id,
+    record = RunRecord(
+        task_id=TASK_ID,
+        phase="test",
+        team=team,
+        content_hash=content_hash,
+        kind=kind,
         status=status,
         reason=reason,
-        problems=problems,
-        scores=scores,
+        problems=list(problems),
+        scores=scores or {},
         duration_s=duration_s,
         peak_memory_mb=peak_memory_mb,
         exit_code=0 if status == "succeeded" else 1,
@@ -187,6 +192,7 @@ def _record(
         started_at=submitted_at + dt.timedelta(minutes=1),
         finished_at=submitted_at + dt.timedelta(minutes=2),
     )
+    store.finish_run(run_id, record)
     return run_id
 
 

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text, update
@@ -31,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from harness.errors import StoreError
 from harness.leaderboard import METRIC_TABLE_COLUMNS, metric_table
+from harness.record import RunRecord
 from harness.spec import MetricSpec
 from harness.store import LeaseRow, MetaRow, RunRow, Store
 
@@ -162,13 +164,27 @@ def _submission(store: Store, team: str = "a", content: str = "c" * 64, minutes:
     return sub_id
 
 
+def _finished(status: str, scores: dict[str, dict[str, float]] | None = None, **fields: Any) -> RunRecord:
+    """A finished run's record with only the fields a test cares about."""
+    return RunRecord(
+        task_id="task",
+        phase="test",
+        team="",
+        content_hash="",
+        kind="script",
+        status=status,
+        scores=scores or {},
+        **fields,
+    )
+
+
 def _record(
     store: Store, team: str, content: str, mae: float | None, *, status: str = "succeeded", minutes: int = 0
 ) -> int:
     """One finished run of a new submission: ``mae`` on public, ``mae + 1`` on private."""
     run_id = store.start_run(_submission(store, team, content, minutes), "test")
     scores = {"public": {"mae": mae}, "private": {"mae": mae + 1}} if mae is not None else None
-    store.finish_run(run_id, status=status, reason="" if status == "succeeded" else "boom", scores=scores)
+    store.finish_run(run_id, _finished(status, reason="" if status == "succeeded" else "boom", scores=scores))
     return run_id
 
 
@@ -186,14 +202,16 @@ def test_same_content_same_team_is_one_submission(store: Store) -> None:
 def test_rerun_replaces_the_active_result_and_keeps_history(store: Store) -> None:
     sub = _submission(store)
     first = store.start_run(sub, "test")
-    store.finish_run(first, status="succeeded", scores={"public": {"mae": 3.0}}, provenance={"image": "x"})
+    store.finish_run(first, _finished("succeeded", scores={"public": {"mae": 3.0}}, provenance={"image": "x"}))
     second = store.start_run(sub, "test")
     store.finish_run(
         second,
-        status="succeeded",
-        scores={"public": {"mae": 2.0}, "private": {"mae": 2.5}},
-        problems=["p1", "p2"],
-        provenance={"image": "y", "limits": {"memory_mb": 256}},
+        _finished(
+            "succeeded",
+            scores={"public": {"mae": 2.0}, "private": {"mae": 2.5}},
+            problems=["p1", "p2"],
+            provenance={"image": "y", "limits": {"memory_mb": 256}},
+        ),
     )
     [active] = store.runs("task")
     assert (active.run_id, active.scores) == (second, {"public": {"mae": 2.0}, "private": {"mae": 2.5}})
@@ -205,7 +223,7 @@ def test_rerun_replaces_the_active_result_and_keeps_history(store: Store) -> Non
 def test_partial_unique_index_refuses_two_active_runs(store: Store) -> None:
     sub = _submission(store)
     for _ in range(2):
-        store.finish_run(store.start_run(sub, "test"), status="failed", reason="x")
+        store.finish_run(store.start_run(sub, "test"), _finished("failed", reason="x"))
     assert len(store.runs("task", active_only=False)) == 2  # inactive rows do not collide: the index is partial
     with pytest.raises(IntegrityError, match=r"one_active_run|runs.submission_id, runs.phase"), store.session() as sess:
         sess.execute(update(RunRow).values(active=True))
@@ -216,7 +234,7 @@ def test_partial_unique_index_refuses_two_active_runs(store: Store) -> None:
 def test_recover_marks_running_rows_interrupted_and_counts_them(store: Store) -> None:
     sub = _submission(store)
     done = store.start_run(sub, "test")
-    store.finish_run(done, status="succeeded", scores={"public": {"mae": 1.0}})
+    store.finish_run(done, _finished("succeeded", scores={"public": {"mae": 1.0}}))
     store.start_run(sub, "test")
     store.start_run(_submission(store, "b", "d" * 64), "test")
     assert store.recover_interrupted("task") == 2
@@ -303,10 +321,12 @@ def test_team_text_with_nul_bytes_and_long_folder_names_is_stored(store: Store) 
     run_id = store.start_run(_submission(store, team), "test")
     store.finish_run(
         run_id,
-        status="failed",
-        reason="exited with code 1: boom\x00boom",  # the tail of the team's stderr, as the team wrote it
-        problems=["id 'a\x00b' is unknown"],
-        provenance={"notes": ["x\x00y"]},
+        _finished(
+            "failed",
+            reason="exited with code 1: boom\x00boom",  # the tail of the team's stderr, as the team wrote it
+            problems=["id 'a\x00b' is unknown"],
+            provenance={"notes": ["x\x00y"]},
+        ),
     )
     [run] = store.runs("task")
     assert run.team == team

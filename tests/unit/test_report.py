@@ -39,6 +39,7 @@ from harness.report import (
     write_report,
 )
 from harness.spec import MetricSpec, TaskSpec, load_spec
+from harness.record import RunRecord
 from harness.store import ScoredRun, Store
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -408,7 +409,11 @@ def test_unknown_team_and_split_are_refused_before_papermill(tmp_path: Path, no_
     try:
         store.ensure_task("toy-flights", "Toy flight delays", "0" * 64)
         sub, _ = store.register_submission("toy-flights", "alpha", "a" * 64, source="x", kind="script", entry="main.py")
-        store.finish_run(store.start_run(sub, "test"), status="failed", reason="boom")
+        failed = RunRecord(
+            task_id="toy-flights", phase="test", team="alpha", content_hash="a" * 64, kind="script", status="failed",
+            reason="boom",
+        )  # fmt: skip
+        store.finish_run(store.start_run(sub, "test"), failed)
     finally:
         store.close()
     with pytest.raises(HarnessError, match=r"team 'beta' has no runs of task 'toy-flights'; teams with runs: alpha"):

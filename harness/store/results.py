@@ -16,12 +16,11 @@ A SQLite file by default (``HARNESS_HOME/results.sqlite``), any SQLAlchemy URL b
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import logging
 import os
 import socket
-import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,38 +28,44 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
     create_engine,
     delete,
     event,
     func,
-    insert,
-    inspect,
     select,
-    text,
     update,
 )
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from harness.errors import StoreError
 from harness.procs import pid_alive
+from harness.record import RunRecord
+from harness.settings import get_settings
+from harness.status import FINAL_STATUSES, STATUSES, Status
+from harness.store.schema import (
+    SCHEMA_VERSION,
+    LeaseRow,
+    RunRow,
+    ScoreRow,
+    SubmissionRow,
+    TaskRow,
+    TeamRow,
+    aware,
+    prepare_schema,
+    sqlite_pragmas,
+    utcnow,
+)
 
 __all__ = [
     "FINAL_STATUSES",
     "STATUSES",
+    "NewSubmission",
+    "Plan",
     "RunRow",
+    "ScoredRun",
+    "Status",
     "Store",
     "default_home",
     "resolve_db_url",
@@ -68,223 +73,29 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Every run status. Only ``harness_error`` means the harness itself is at fault; ``rejected`` means the
-#: submission was refused at the door (unsafe archive, invalid notebook, no ``parameters`` cell) and never ran;
-#: ``interrupted`` marks a run whose coordinator died (it is history, never active).
-STATUSES = (
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "timed_out",
-    "out_of_memory",
-    "rejected",
-    "invalid_output",
-    "evaluator_error",
-    "harness_error",
-    "interrupted",
-)
-#: Statuses a finished run can have (it is then the submission's active result).
-FINAL_STATUSES = frozenset(STATUSES) - {"queued", "running", "interrupted"}
-
 #: A lease not renewed for this long (seconds) is considered abandoned even if its process looks alive.
 LEASE_STALE_S = 300.0
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class _Text(TypeDecorator[str]):
-    """``TEXT`` that stores NUL characters as U+FFFD, on every backend alike.
-
-    PostgreSQL's text types cannot hold NUL (psycopg refuses the whole statement), while a team decides what its
-    program prints, and a failed run's ``reason`` quotes the tail of that output.
-    """
-
-    impl = Text
-    cache_ok = True
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        return value.replace("\x00", "\ufffd") if value is not None else None
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class TaskRow(_Base):
-    """One task known to the store."""
-
-    __tablename__ = "tasks"
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    title: Mapped[str] = mapped_column(_Text())
-    spec_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
-
-
-class TeamRow(_Base):
-    """A team of one task."""
-
-    __tablename__ = "teams"
-    __table_args__ = (UniqueConstraint("task_id", "name"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
-    name: Mapped[str] = mapped_column(String(255))  # a folder's name (the default team name) has up to 255
-
-
-class SubmissionRow(_Base):
-    """One distinct content submitted by a team (the same content again is the same submission)."""
-
-    __tablename__ = "submissions"
-    __table_args__ = (UniqueConstraint("team_id", "content_hash"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), index=True)
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
-    content_hash: Mapped[str] = mapped_column(String(64), index=True)
-    source: Mapped[str] = mapped_column(_Text())
-    kind: Mapped[str] = mapped_column(String(16))
-    entry: Mapped[str] = mapped_column(_Text())
-    n_files: Mapped[int] = mapped_column(Integer, default=0)
-    n_bytes: Mapped[int] = mapped_column(Integer, default=0)
-    notes: Mapped[list[str]] = mapped_column(JSON, default=list)
-    submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
-    registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
-
-
-class RunRow(_Base):
-    """One evaluation of one submission in one phase. Scores hang off it."""
-
-    __tablename__ = "runs"
-    __table_args__ = (
-        Index(
-            "one_active_run",
-            "submission_id",
-            "phase",
-            unique=True,
-            sqlite_where=text("active = 1"),
-            postgresql_where=text("active"),
-        ),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
-    phase: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(32), default="running")
-    reason: Mapped[str] = mapped_column(_Text(), default="")
-    problems: Mapped[list[str]] = mapped_column(JSON, default=list)
-    active: Mapped[bool] = mapped_column(Boolean, default=False)
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    peak_memory_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
-    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    artifacts_dir: Mapped[str] = mapped_column(_Text(), default="")
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    coordinator: Mapped[str] = mapped_column(String(255), default="")
-
-
-class ScoreRow(_Base):
-    """One metric value of one run on one split."""
-
-    __tablename__ = "scores"
-    __table_args__ = (UniqueConstraint("run_id", "split", "metric"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
-    split: Mapped[str] = mapped_column(String(32))
-    metric: Mapped[str] = mapped_column(String(64))
-    value: Mapped[float] = mapped_column(Float)
-
-
-class MetaRow(_Base):
-    """Key-value facts about the store itself (its schema version)."""
-
-    __tablename__ = "meta"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-
-
-#: Version of the tables above; a store made by another version is refused with a clear message.
-SCHEMA_VERSION = "1"
-
-
-class LeaseRow(_Base):
-    """Which coordinator may write a task's runs now."""
-
-    __tablename__ = "leases"
-    task_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(255))
-    host: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    renewed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-
-
 def default_home() -> Path:
-    """The harness home: ``$HARNESS_HOME`` or ``./.harness`` (store file and artifacts live there)."""
-    return Path(os.environ.get("HARNESS_HOME", ".harness")).resolve()
+    """The harness home: ``$HARNESS_HOME`` or ``./.harness`` (store file and artifacts live there); see
+    :class:`harness.settings.Settings`."""
+    return get_settings().home_dir()
 
 
 def resolve_db_url(db_url: str | None = None, home: Path | None = None) -> str:
     """The store URL, most explicit first: ``db_url`` (``--db``), else the SQLite file of an explicitly given
-    ``home`` (``--home``), else ``$HARNESS_DB_URL``, else ``results.sqlite`` in :func:`default_home`."""
-    if db_url:
-        return db_url
-    if home is not None:
-        return f"sqlite:///{Path(home).resolve() / 'results.sqlite'}"
-    env = os.environ.get("HARNESS_DB_URL")
-    if env:
-        return env
-    return f"sqlite:///{default_home() / 'results.sqlite'}"
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
-    for attempt in range(100):  # switching a new file to WAL does not wait on busy_timeout: retry for ~5 s
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 99:
-                raise
-            time.sleep(0.05)
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-#: Key of the PostgreSQL advisory lock that serialises creating the store's tables.
-_SCHEMA_LOCK_KEY = 0x6861726E657373  # "harness"
-
-
-def _prepare_schema(conn: Connection) -> str | None:
-    """Create the tables and the schema version row where missing; returns the version found (None: new store).
-
-    Coordinators of different tasks may open one new store at the same moment. Creating tables is
-    check-then-create, and concurrent ``CREATE TABLE`` of one name fails on PostgreSQL (a unique violation in
-    ``pg_type``) and on SQLite ("table already exists"). So when a table is missing, the creation runs under a
-    lock: PostgreSQL's transaction-scoped advisory lock (its DDL is transactional: the others see all tables
-    or none), SQLite's write lock (``BEGIN IMMEDIATE``). An existing store is only read, without a lock.
-    """
-    existing = set(inspect(conn).get_table_names())
-    if "runs" in existing and "meta" not in existing:
-        return "0 (made before stores recorded their version)"
-    if not set(_Base.metadata.tables) <= existing:
-        if conn.dialect.name == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
-        elif conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        _Base.metadata.create_all(conn)  # checks again, under the lock
-    found = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).scalar()
-    if found is None:
-        conn.execute(insert(MetaRow).values(key="schema_version", value=SCHEMA_VERSION))
-    return found
+    ``home`` (``--home``), else ``$HARNESS_DB_URL``, else ``results.sqlite`` in :func:`default_home`; see
+    :meth:`harness.settings.Settings.store_url`."""
+    return get_settings().store_url(db_url, home)
 
 
 @dataclass(frozen=True)
 class ScoredRun:
     """A flat view of one run joined with its submission and team (what metric tables are built from).
 
-    ``scores`` maps split -> metric -> value.
+    The run's own fields are those of the :class:`~harness.record.RunRecord` it was finished with (``notes`` and
+    ``limits`` inside ``provenance``); ``scores`` maps split -> metric -> value.
     """
 
     run_id: int
@@ -296,7 +107,7 @@ class ScoredRun:
     kind: str
     submitted_at: dt.datetime
     phase: str
-    status: str
+    status: Status
     reason: str
     problems: list[str]
     active: bool
@@ -308,6 +119,45 @@ class ScoredRun:
     artifacts_dir: str
     provenance: dict[str, Any]
     scores: dict[str, dict[str, float]]
+
+
+class Plan(enum.StrEnum):
+    """What a batch does with one entry (see :meth:`Store.plan_submission`)."""
+
+    NEW = "new"  # no finished result in the phase yet (new content, or only interrupted runs): run it
+    RETRY = "retry"  # its result was a harness_error (disk full, engine lost): the team gets a real run
+    RERUN = "rerun"  # asked for: the new result replaces the active one
+    UNCHANGED = "unchanged"  # finished before: not run again
+    OVER_LIMIT = "over_limit"  # the team reached the daily limit: not recorded, a later day takes it
+
+    @property
+    def runs(self) -> bool:
+        """Whether the entry gets a run in this batch."""
+        return self in (Plan.NEW, Plan.RETRY, Plan.RERUN)
+
+
+@dataclass(frozen=True)
+class NewSubmission:
+    """A submission as the coordinator found it, to be recorded (see :meth:`Store.plan_submission`).
+
+    Attributes:
+        content_hash: sha256 of the normalised content (or the fingerprint of an entry that could not be opened).
+        source: the entry's path as given.
+        kind: ``notebook``, ``script`` or ``unknown`` (not opened).
+        entry: the entry point inside the submission (``""`` when not opened).
+        n_files, n_bytes: size of the opened submission (files, bytes).
+        notes: remarks from opening (or the rejection's reason).
+        submitted_at: when it was submitted (UTC); default: when it is recorded.
+    """
+
+    content_hash: str
+    source: str
+    kind: str
+    entry: str
+    n_files: int = 0
+    n_bytes: int = 0
+    notes: tuple[str, ...] = ()
+    submitted_at: dt.datetime | None = None
 
 
 class Store:
@@ -327,9 +177,9 @@ class Store:
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
-                event.listen(self.engine, "connect", _sqlite_pragmas)
+                event.listen(self.engine, "connect", sqlite_pragmas)
             with self.engine.begin() as conn:
-                found = _prepare_schema(conn)
+                found = prepare_schema(conn)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise StoreError(
                 f"cannot open the results store at {self._safe_url()}: {exc}. Check --db / $HARNESS_DB_URL "
@@ -432,7 +282,7 @@ class Store:
                 n_files=n_files,
                 n_bytes=n_bytes,
                 notes=list(notes),
-                submitted_at=submitted_at or _utcnow(),
+                submitted_at=submitted_at or utcnow(),
             )
             sess.add(row)
             sess.flush()
@@ -452,20 +302,94 @@ class Store:
 
     def registered_today(self, task_id: str, team: str, now: dt.datetime | None = None) -> int:
         """How many distinct submissions the team registered on the current UTC day (for daily limits)."""
-        now = now or _utcnow()
-        day_start = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        now = now or utcnow()
         with self.session() as sess:
-            query = (
-                select(SubmissionRow.id)
-                .join(TeamRow, SubmissionRow.team_id == TeamRow.id)
-                .where(
-                    SubmissionRow.task_id == task_id,
-                    TeamRow.name == team,
-                    SubmissionRow.registered_at >= day_start,
-                    SubmissionRow.registered_at < day_start + dt.timedelta(days=1),
+            team_id = sess.scalar(select(TeamRow.id).where(TeamRow.task_id == task_id, TeamRow.name == team))
+            return 0 if team_id is None else _registered_on_day(sess, team_id, now)
+
+    def plan_submission(
+        self,
+        task_id: str,
+        team: str,
+        submission: NewSubmission,
+        *,
+        phase: str,
+        rerun: bool = False,
+        daily_limit: int | None = None,
+        now: dt.datetime | None = None,
+    ) -> tuple[Plan, int | None]:
+        """Decide, in one transaction, what a batch does with one entry, and record its submission if it is run.
+
+        The decision, in order: a team at ``daily_limit`` new submissions today (UTC) whose content is new gets
+        :attr:`Plan.OVER_LIMIT` and nothing is recorded (a call on a later day takes it); otherwise the submission is
+        recorded (or found: the same content from the same team is the same submission) and gets
+        :attr:`Plan.RERUN` when ``rerun``, :attr:`Plan.NEW` without an active result in ``phase``,
+        :attr:`Plan.RETRY` when its active result is a ``harness_error`` (the harness was at fault), else
+        :attr:`Plan.UNCHANGED`.
+
+        Args:
+            task_id: the task (its row must exist: :meth:`ensure_task`).
+            team: the team's name.
+            submission: what to record.
+            phase: ``test`` or ``validation``.
+            rerun: evaluate again whatever its result.
+            daily_limit: the spec's limit, or ``None`` for none (pass ``None`` for entries that could not be
+                opened: they are recorded as rejected whatever the limit).
+            now: the time the day is taken from (default: now, UTC).
+
+        Returns:
+            ``(plan, submission_id)``; ``submission_id`` is ``None`` only for :attr:`Plan.OVER_LIMIT`.
+        """
+        now = now or utcnow()
+        with self.session() as sess:
+            team_row = sess.scalars(select(TeamRow).where(TeamRow.task_id == task_id, TeamRow.name == team)).first()
+            existing = None
+            if team_row is not None:
+                existing = sess.scalars(
+                    select(SubmissionRow).where(
+                        SubmissionRow.team_id == team_row.id, SubmissionRow.content_hash == submission.content_hash
+                    )
+                ).first()
+            known_team_new_content = team_row is not None and existing is None
+            if (
+                known_team_new_content
+                and daily_limit
+                and team_row is not None
+                and _registered_on_day(sess, team_row.id, now) >= daily_limit
+            ):
+                return Plan.OVER_LIMIT, None
+            if team_row is None:
+                team_row = TeamRow(task_id=task_id, name=team)
+                sess.add(team_row)
+                sess.flush()
+            if existing is None:
+                existing = SubmissionRow(
+                    task_id=task_id,
+                    team_id=team_row.id,
+                    content_hash=submission.content_hash,
+                    source=submission.source,
+                    kind=submission.kind,
+                    entry=submission.entry,
+                    n_files=submission.n_files,
+                    n_bytes=submission.n_bytes,
+                    notes=list(submission.notes),
+                    submitted_at=submission.submitted_at or now,
+                )
+                sess.add(existing)
+                sess.flush()
+                return (Plan.RERUN if rerun else Plan.NEW), existing.id
+            if rerun:
+                return Plan.RERUN, existing.id
+            active_status = sess.scalar(
+                select(RunRow.status).where(
+                    RunRow.submission_id == existing.id, RunRow.phase == phase, RunRow.active.is_(True)
                 )
             )
-            return len(sess.scalars(query).all())
+            if active_status is None:
+                return Plan.NEW, existing.id
+            if active_status == Status.HARNESS_ERROR:
+                return Plan.RETRY, existing.id
+            return Plan.UNCHANGED, existing.id
 
     # --- runs ---------------------------------------------------------------------------------------------
     def active_run(self, submission_id: int, phase: str) -> RunRow | None:
@@ -480,40 +404,37 @@ class Store:
     def start_run(self, submission_id: int, phase: str) -> int:
         """Write a ``running`` row before the sandbox starts (evidence if the coordinator dies). Returns its id."""
         with self.session() as sess:
-            row = RunRow(submission_id=submission_id, phase=phase, status="running", coordinator=self.owner)
+            row = RunRow(submission_id=submission_id, phase=phase, status=Status.RUNNING.value, coordinator=self.owner)
             sess.add(row)
             sess.flush()
             return row.id
 
-    def finish_run(
-        self,
-        run_id: int,
-        *,
-        status: str,
-        reason: str = "",
-        problems: Sequence[str] = (),
-        scores: dict[str, dict[str, float]] | None = None,
-        duration_s: float | None = None,
-        peak_memory_mb: float | None = None,
-        exit_code: int | None = None,
-        artifacts_dir: str = "",
-        provenance: dict[str, Any] | None = None,
-        started_at: dt.datetime | None = None,
-        finished_at: dt.datetime | None = None,
-    ) -> None:
+    def finish_run(self, run_id: int, record: RunRecord) -> None:
         """Record a run's outcome atomically and make it its submission's active run (replacing any other).
 
-        A ``succeeded`` run must come with scores: a run is never finished without its metrics.
+        The record is stored as it is: status, reason, problems, timings, resource use, artifacts folder and
+        provenance (with its ``notes`` and ``limits`` kept under the provenance's keys of those names), and one
+        score row per split and metric. A ``succeeded`` run must come with scores: a run is never finished without
+        its metrics.
+
+        Args:
+            run_id: the row made by :meth:`start_run`.
+            record: the run's outcome; its ``status`` must be one of :data:`~harness.status.FINAL_STATUSES`.
 
         Raises:
             StoreError: unknown run, a status outside :data:`FINAL_STATUSES`, or ``succeeded`` without scores.
         """
+        status = record.status
         if status not in FINAL_STATUSES:
-            raise StoreError(
-                f"cannot finish run {run_id} with status {status!r}; expected one of {sorted(FINAL_STATUSES)}"
-            )
-        if status == "succeeded" and not scores:
+            expected = sorted(final.value for final in FINAL_STATUSES)
+            raise StoreError(f"cannot finish run {run_id} with status {status.value!r}; expected one of {expected}")
+        if status is Status.SUCCEEDED and not record.scores:
             raise StoreError(f"run {run_id} cannot succeed without scores")
+        provenance = dict(record.provenance)
+        if record.notes:
+            provenance["notes"] = list(record.notes)
+        if record.limits:
+            provenance["limits"] = dict(record.limits)
         with self.session() as sess:
             row = sess.get(RunRow, run_id)
             if row is None:
@@ -529,19 +450,19 @@ class Store:
                 .values(active=False)
             )
             sess.flush()
-            row.status = status
-            row.reason = reason
-            row.problems = list(problems)
-            row.duration_s = duration_s
-            row.peak_memory_mb = peak_memory_mb
-            row.exit_code = exit_code
-            row.artifacts_dir = artifacts_dir
-            row.provenance = dict(provenance or {})
-            if started_at is not None:
-                row.started_at = started_at
-            row.finished_at = finished_at or _utcnow()
+            row.status = status.value
+            row.reason = record.reason
+            row.problems = list(record.problems)
+            row.duration_s = record.duration_s
+            row.peak_memory_mb = record.peak_memory_mb
+            row.exit_code = record.exit_code
+            row.artifacts_dir = record.artifacts_dir
+            row.provenance = provenance
+            if record.started_at is not None:
+                row.started_at = record.started_at
+            row.finished_at = record.finished_at or utcnow()
             row.active = True
-            for split, metrics in (scores or {}).items():
+            for split, metrics in record.scores.items():
                 for metric, value in metrics.items():
                     sess.add(ScoreRow(run_id=run_id, split=split, metric=metric, value=float(value)))
 
@@ -554,8 +475,14 @@ class Store:
             sub_ids = select(SubmissionRow.id).where(SubmissionRow.task_id == task_id)
             result = sess.execute(
                 update(RunRow)
-                .where(RunRow.submission_id.in_(sub_ids), RunRow.status.in_(("running", "queued")))
-                .values(status="interrupted", reason="the coordinator stopped before this run finished", active=False)
+                .where(
+                    RunRow.submission_id.in_(sub_ids), RunRow.status.in_((Status.RUNNING.value, Status.QUEUED.value))
+                )
+                .values(
+                    status=Status.INTERRUPTED.value,
+                    reason="the coordinator stopped before this run finished",
+                    active=False,
+                )
             )
             count = _rowcount(result)
         if count:
@@ -578,7 +505,7 @@ class Store:
         for _attempt in range(3):
             with self.session() as sess:
                 row = sess.get(LeaseRow, task_id)
-                now = _utcnow()
+                now = utcnow()
                 if row is None:
                     sess.add(LeaseRow(task_id=task_id, owner=self.owner, host=host, pid=pid, renewed_at=now))
                     try:
@@ -587,7 +514,7 @@ class Store:
                         sess.rollback()
                         continue
                     return
-                renewed = _aware(row.renewed_at)
+                renewed = aware(row.renewed_at)
                 if row.owner == self.owner:
                     row.renewed_at = now
                     return
@@ -624,7 +551,7 @@ class Store:
             sess.execute(
                 update(LeaseRow)
                 .where(LeaseRow.task_id == task_id, LeaseRow.owner == self.owner)
-                .values(renewed_at=_utcnow())
+                .values(renewed_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
 
@@ -668,14 +595,14 @@ class Store:
                         content_hash=sub.content_hash,
                         source=sub.source,
                         kind=sub.kind,
-                        submitted_at=_aware(sub.submitted_at),
+                        submitted_at=aware(sub.submitted_at),
                         phase=run.phase,
-                        status=run.status,
+                        status=Status(run.status),
                         reason=run.reason,
                         problems=list(run.problems or []),
                         active=run.active,
-                        started_at=_aware(run.started_at),
-                        finished_at=_aware(run.finished_at) if run.finished_at else None,
+                        started_at=aware(run.started_at),
+                        finished_at=aware(run.finished_at) if run.finished_at else None,
                         duration_s=run.duration_s,
                         peak_memory_mb=run.peak_memory_mb,
                         exit_code=run.exit_code,
@@ -694,15 +621,22 @@ class Store:
         return counts
 
 
+def _registered_on_day(sess: Session, team_id: int, now: dt.datetime) -> int:
+    """Distinct submissions a team registered on ``now``'s UTC day."""
+    day_start = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    count = sess.scalar(
+        select(func.count(SubmissionRow.id)).where(
+            SubmissionRow.team_id == team_id,
+            SubmissionRow.registered_at >= day_start,
+            SubmissionRow.registered_at < day_start + dt.timedelta(days=1),
+        )
+    )
+    return int(count or 0)
+
+
 def _rowcount(result: Any) -> int:
     """Rows matched by an UPDATE or DELETE (``CursorResult.rowcount``; 0 where the driver cannot tell)."""
     return max(int(getattr(result, "rowcount", 0) or 0), 0)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    """A stored time in UTC: SQLite gives naive datetimes (stored as UTC); PostgreSQL gives aware ones in the
-    session's TimeZone (the server's setting, often local time), which are converted."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def dumps_provenance(provenance: dict[str, Any]) -> str:
