@@ -33,8 +33,8 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.leaderboard import leaderboard
-from harness.report import ReportError, ReportPaths, read_glued, table_records, write_report
 from harness.record import RunRecord
+from harness.report import ReportError, ReportPaths, read_glued, table_records, write_report
 from harness.store import Store
 
 pytestmark = pytest.mark.integration

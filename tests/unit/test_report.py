@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import HarnessError
+from harness.record import RunRecord
 from harness.report import (
     GLUE_KEY,
     ReportError,
@@ -39,7 +40,6 @@ from harness.report import (
     write_report,
 )
 from harness.spec import MetricSpec, TaskSpec, load_spec
-from harness.record import RunRecord
 from harness.store import ScoredRun, Store
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
