@@ -7,7 +7,9 @@ configured here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -19,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.errors import EXIT_CODES, HarnessError, SubmissionError
+from harness.interrupts import Interrupted, graceful_shutdown
 
 if TYPE_CHECKING:
     from harness.record import RunRecord
@@ -65,12 +68,14 @@ def _exit_code(exc: HarnessError) -> int:
 
 
 def handle_errors(func: F) -> F:
-    """Turn a HarnessError into its message on stderr and its documented exit code."""
+    """Run a command under :func:`~harness.interrupts.graceful_shutdown`; turn a HarnessError into its message on
+    stderr and its documented exit code, an interruption into 128 + the signal's number (130, 143, 129)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with graceful_shutdown():
+                return func(*args, **kwargs)
         except HarnessError as exc:
             message = escape(f"{type(exc).__name__}: {exc}")  # messages quote team text and lists: not markup
             err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
@@ -78,9 +83,11 @@ def handle_errors(func: F) -> F:
         except OSError as exc:  # a path the user gave: missing folder, a file where a folder is expected, ...
             err_console.print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), highlight=False)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted: the sandboxes were removed; run the same command again to resume.")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or a closed terminal (SIGHUP): see harness.interrupts
+            code = exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+            with contextlib.suppress(OSError):  # after SIGHUP stderr may be /dev/null; never fail here
+                err_console.print("interrupted: the sandboxes were removed; run the same command again to resume.")
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -178,18 +185,12 @@ def run(
     ] = None,
 ) -> None:
     """Evaluate every new or changed submission in sandboxes and record the results."""
-    import signal
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness.scheduling import Hooks, evaluate_many
     from harness.settings import get_settings
     from harness.spec import load_spec
 
-    def _sigterm(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _sigterm)
     spec = load_spec(task_dir)
     if not submissions_dir.is_dir():
         raise SubmissionError("not a folder of submissions (one entry per team)", str(submissions_dir))
