@@ -710,7 +710,7 @@ def test_a_failing_cell_keeps_the_executed_notebook_and_names_the_cell(
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, templates / "leaderboard.ipynb")
-    monkeypatch.setattr("harness.report.NOTEBOOKS_DIR", templates)
+    monkeypatch.setattr("harness.report.run.NOTEBOOKS_DIR", templates)
     out = tmp_path / "out"
     with pytest.raises(
         ReportError,
@@ -735,7 +735,7 @@ def test_kernel_runs_the_harness_python(toy: Toy, tmp_path: Path, monkeypatch: p
         nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"),
     ]
     nbformat.write(nb, templates / "leaderboard.ipynb")
-    monkeypatch.setattr("harness.report.NOTEBOOKS_DIR", templates)
+    monkeypatch.setattr("harness.report.run.NOTEBOOKS_DIR", templates)
     paths = write_report(toy.task_dir, db_url=toy.db_url, home=toy.home, out_dir=tmp_path / "out")
     executed = nbformat.read(paths.leaderboard_notebook, as_version=4)
     printed = executed.cells[-1].outputs[0].text.strip()

@@ -433,7 +433,7 @@ def test_report_error_pickles_with_its_fields() -> None:
 
 
 def test_file_safe_team_names_never_collide() -> None:
-    from harness.report import _file_safe
+    from harness.report.run import _file_safe
 
     assert _file_safe("team-1.v2") == "team-1.v2"
     assert _file_safe("a b") != _file_safe("a-b")
@@ -442,14 +442,14 @@ def test_file_safe_team_names_never_collide() -> None:
 
 
 def test_db_password_goes_through_the_environment_not_the_notebook() -> None:
-    from harness.report import _split_secret
+    from harness.report.run import _split_secret
 
     assert _split_secret("sqlite:////x/results.sqlite") == ("sqlite:////x/results.sqlite", None)
     assert _split_secret("postgresql+psycopg://judge:s3cret@db/h") == (None, "postgresql+psycopg://judge:s3cret@db/h")
 
 
 def test_kernel_manager_class_resolves_python3_to_this_interpreter() -> None:
-    from harness.report import KERNEL_NAME, _kernel_manager_class, _runs_this_python
+    from harness.report.run import KERNEL_NAME, _kernel_manager_class, _runs_this_python
 
     with _kernel_manager_class() as manager_class:
         manager = manager_class(kernel_name=KERNEL_NAME)
