@@ -121,14 +121,15 @@ def write_report(
             the file), the kernel could not be prepared, or the HTML export failed.
     """
     from harness.leaderboard import resolve_task
-    from harness.store import default_home, resolve_db_url
+    from harness.settings import get_settings
 
     spec = resolve_task(task)
     splits = spec.splits("test")
     if split not in splits:
         raise HarnessError(f"unknown split {split!r} for task {spec.id!r}; expected one of {', '.join(splits)}")
-    home_dir = (home or default_home()).resolve()
-    url = resolve_db_url(db_url, home)  # an explicit home beats $HARNESS_DB_URL
+    settings = get_settings()
+    home_dir = settings.home_dir(home)
+    url = settings.store_url(db_url, home)  # an explicit home beats $HARNESS_DB_URL
     _check_results(spec, url, team)
 
     out = (out_dir or Path("reports") / spec.id).resolve()
