@@ -34,6 +34,7 @@ from filelock import FileLock
 
 from harness.errors import EvaluatorError, HarnessError, InvalidOutputError, SpecError
 from harness.spec import PHASES, TaskSpec, load_spec
+from harness.status import Status
 
 __all__ = ["Check", "TaskValidationReport", "prepare_task", "validate_task"]
 
@@ -534,13 +535,9 @@ def _check_baseline(spec: TaskSpec, sandbox: str, report: TaskValidationReport, 
         report.add(name, "fail", f"{type(exc).__name__}: {exc}")
         return
     took = time.monotonic() - started
-    status, reason, scores = (
-        getattr(record, "status", "?"),
-        getattr(record, "reason", ""),
-        getattr(record, "scores", None) or {},
-    )
-    if status != "succeeded":
-        report.add(name, "fail", f"status {status}: {reason}")
+    scores = record.scores
+    if record.status is not Status.SUCCEEDED:
+        report.add(name, "fail", f"status {record.status}: {record.reason}")
         return
     report.scores["baseline (validation)"] = {split: dict(values) for split, values in scores.items()}
     primary = spec.primary_metric.name

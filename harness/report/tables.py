@@ -20,6 +20,7 @@ import pandas as pd
 
 from harness.report.errors import ReportError
 from harness.spec import MetricSpec
+from harness.status import Status
 from harness.store import ScoredRun
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def style_metric_table(df: pd.DataFrame, metrics: Sequence[MetricSpec]) -> Style
 
     shown = display_table(df, metrics).reset_index(drop=True)
     shown["submitted_at"] = pd.to_datetime(shown["submitted_at"], utc=True).dt.strftime("%Y-%m-%d %H:%M UTC")
-    succeeded = (shown["status"] == "succeeded").to_numpy(dtype=bool)
+    succeeded = (shown["status"] == Status.SUCCEEDED).to_numpy(dtype=bool)
 
     def mark_best(column: pd.Series) -> list[str]:
         metric = next(m for m in metrics if m.name == column.name)
@@ -172,7 +173,7 @@ def style_metric_table(df: pd.DataFrame, metrics: Sequence[MetricSpec]) -> Style
         ]
 
     def grey_failures(row: pd.Series) -> list[str]:
-        return [""] * len(row) if row["status"] == "succeeded" else ["color: #8a8a8a"] * len(row)
+        return [""] * len(row) if row["status"] == Status.SUCCEEDED else ["color: #8a8a8a"] * len(row)
 
     metric_columns = [m.name for m in metrics if m.name in shown]
     formats = {m.name: f"{{:.{m.precision}f}}" for m in metrics} | {"duration_s": "{:.1f}", "peak_memory_mb": "{:.0f}"}
