@@ -60,14 +60,26 @@ class Interrupted(KeyboardInterrupt):
         return (type(self), (self.signum,))
 
 
-def _silence_terminals() -> None:
-    """Point stdin/stdout/stderr that are terminals at /dev/null (a hung-up terminal fails every write)."""
+def _terminal_fds() -> list[int]:
+    """Which of stdin, stdout and stderr are terminals (asked while the terminal is still there: a hung-up
+    terminal no longer says it is one)."""
+    found = []
+    for fd in (0, 1, 2):
+        with contextlib.suppress(OSError):
+            if os.isatty(fd):
+                found.append(fd)
+    return found
+
+
+def _silence(fds: list[int]) -> None:
+    """Point these file descriptors at /dev/null (a hung-up terminal fails every write with EIO)."""
+    if not fds:
+        return
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
-        for fd in (0, 1, 2):
+        for fd in fds:
             with contextlib.suppress(OSError):
-                if os.isatty(fd):
-                    os.dup2(devnull, fd)
+                os.dup2(devnull, fd)
     finally:
         os.close(devnull)
 
@@ -83,10 +95,11 @@ def graceful_shutdown() -> Iterator[None]:
         yield
         return
     fired: list[int] = []
+    terminals = _terminal_fds()
 
     def _handler(signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
-            _silence_terminals()
+            _silence(terminals)
         if fired:
             log.warning("signal %s arrived while shutting down; the clean-up goes on", signum)
             return

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import EngineUnavailableError, HarnessError, ImageError, SubmissionError
+from harness.interrupts import Interrupted
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.sandbox import get_sandbox
 from harness.scoring import warm_evaluators
@@ -385,6 +386,7 @@ def run_batch(
     futures: dict[cf.Future[RunRecord], _Job] = {}
     waiting = list(reversed(jobs))
     renewed = time.monotonic()
+    stopped_by: str | None = None
     # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
     warm = warm_evaluators(workers) if scheduler_address is None else contextlib.nullcontext()
     try:
@@ -416,6 +418,11 @@ def run_batch(
                 if time.monotonic() - renewed > LEASE_RENEW_S:
                     store.renew_lease(spec.id)
                     renewed = time.monotonic()
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or a closed terminal (harness.interrupts)
+        stopped_by = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        for future in futures:
+            future.cancel()
+        raise
     except BaseException:
         for future in futures:
             future.cancel()
@@ -426,6 +433,15 @@ def run_batch(
             if close is not None:
                 close()  # removes the containers of runs still going (after Ctrl-C or an error)
         shutdown()
+        if stopped_by is not None:
+            # The sandboxes are gone: say so in the store now (an engine lost mid-batch leaves its runs `running`
+            # instead, for the next call to clean up once the engine answers again).
+            cut = store.interrupt_runs(
+                [job.run_id for job in futures.values()],
+                f"the batch was stopped ({stopped_by}) before this run finished; it is evaluated again by the "
+                "next `harness run`",
+            )
+            log.warning("batch stopped by %s: %s run(s) in flight recorded as interrupted", stopped_by, cut)
 
 
 def _outcome(spec: TaskSpec, job: _Job, phase: str, future: cf.Future[RunRecord]) -> RunRecord:

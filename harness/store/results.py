@@ -491,6 +491,26 @@ class Store:
             )
         return count
 
+    def interrupt_runs(self, run_ids: Sequence[int], reason: str) -> int:
+        """Mark this coordinator's runs that are still ``running`` as ``interrupted`` (inactive history).
+
+        Called by a coordinator that stops on a signal after it removed the runs' sandboxes, so the store says what
+        happened without waiting for the next call. Finished runs among ``run_ids`` are left alone.
+
+        Returns:
+            How many runs were marked.
+        """
+        if not run_ids:
+            return 0
+        with self.session() as sess:
+            result = sess.execute(
+                update(RunRow)
+                .where(RunRow.id.in_(list(run_ids)), RunRow.status == Status.RUNNING.value)
+                .values(status=Status.INTERRUPTED.value, reason=reason, active=False, finished_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            return _rowcount(result)
+
     # --- lease --------------------------------------------------------------------------------------------
     def acquire_lease(self, task_id: str) -> None:
         """Become the only coordinator writing runs of ``task_id``.

@@ -6,12 +6,16 @@ about a second; submissions are written by the tests.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
+import termios
+import threading
 import time
 from pathlib import Path
 
@@ -300,6 +304,94 @@ def test_ctrl_c_stops_the_batch_removes_its_containers_and_resumes(
         (folder / "main.py").write_text(PERFECT + f"\n# {folder.name}\n")
     resumed = _harness("run", str(minimal_task), str(subs), home=home)
     assert "3 evaluated (3 succeeded)" in resumed.stdout, resumed.stdout
+
+
+def _in_own_session_on_a_pty(cmd: list[str]) -> tuple[subprocess.Popen[bytes], int, threading.Thread]:
+    """Start ``cmd`` as a session leader whose controlling terminal is a new pseudo-terminal, as a shell over SSH
+    starts a command. Returns the process, the terminal's master side and the thread that drains it."""
+    master, slave = os.openpty()
+
+    def _take_terminal() -> None:  # runs after setsid(): the pty becomes the new session's controlling terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        cmd,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=_take_terminal,
+        env={**os.environ, "COLUMNS": "120", "HARNESS_PROGRESS": "1"},  # a live progress bar on the terminal
+    )
+    os.close(slave)
+    drained: list[bytes] = []
+    stop = threading.Event()
+
+    def _drain() -> None:  # a full pty buffer would block the harness's writes
+        while not stop.is_set():
+            ready, _w, _x = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    drained.append(os.read(master, 65536))
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=_drain, daemon=True)
+    reader.start()
+    reader.stop = stop  # type: ignore[attr-defined]
+    reader.output = drained  # type: ignore[attr-defined]
+    return proc, master, reader
+
+
+def test_a_closed_terminal_stops_the_batch_cleanly_and_it_resumes(
+    minimal_task: Path, test_image: str, tmp_path: Path, docker_api: object
+) -> None:
+    from harness.sandbox.docker import CONTAINER_LABEL, CONTAINER_LABEL_SESSION, SESSION_ENV
+
+    subs = tmp_path / "submissions"
+    for i in range(3):
+        _script(subs / f"team-{i}", PERFECT + f"\n# team {i}\n", delay_s=30)
+    home = tmp_path / "home"
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(minimal_task), str(subs), "--home", str(home)]
+    cmd += ["--workers", "2"]
+    labels = {CONTAINER_LABEL: "1", CONTAINER_LABEL_SESSION: os.environ[SESSION_ENV]}
+    proc, master, reader = _in_own_session_on_a_pty(cmd)
+    try:
+        deadline = time.monotonic() + 60
+        while len(docker_api.list_containers(labels)) < 2 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.2)
+        assert len(docker_api.list_containers(labels)) == 2, "the two sandboxes never started"  # type: ignore[attr-defined]
+        time.sleep(1.0)  # the progress bar is drawing on the terminal
+        reader.stop.set()  # type: ignore[attr-defined]
+        reader.join()
+        os.close(master)  # the terminal goes away: the kernel hangs up the session (SIGHUP to its leader)
+        master = -1
+        proc.wait(timeout=90)
+    finally:
+        if master >= 0:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGHUP, b"".join(reader.output)[-2000:]  # type: ignore[attr-defined]
+    assert docker_api.list_containers(labels) == []  # type: ignore[attr-defined]
+    marker = f"harness-output-{os.environ[SESSION_ENV]}-"
+    with open("/proc/self/mounts") as fh:
+        assert [line for line in fh if marker in line] == []
+    with sqlite3.connect(home / "results.sqlite") as db:
+        rows = db.execute("SELECT status, reason, active FROM runs ORDER BY id").fetchall()
+        lease = db.execute("SELECT count(*) FROM leases").fetchone()[0]
+    assert [(status, active) for status, _reason, active in rows] == [("interrupted", 0), ("interrupted", 0)], rows
+    assert all("stopped (SIGHUP)" in reason for _status, reason, _active in rows), rows
+    assert lease == 0  # given back: the next call need not wait for a stale lease
+
+    for folder in subs.iterdir():  # the teams fix their slow code; the same command again
+        (folder / "main.py").write_text(PERFECT + f"\n# {folder.name}\n")
+    resumed = _harness("run", str(minimal_task), str(subs), home=home)
+    assert "3 evaluated (3 succeeded)" in resumed.stdout, resumed.stdout
+    with sqlite3.connect(home / "results.sqlite") as db:
+        finished = db.execute("SELECT submission_id, status FROM runs WHERE active = 1").fetchall()
+    assert sorted(status for _sub, status in finished) == ["succeeded"] * 3 and len({s for s, _ in finished}) == 3
 
 
 def test_two_entries_naming_one_team_are_both_its_submissions_and_said_so(
