@@ -199,15 +199,11 @@ def _relocated(opened: OpenedSubmission, root: Path) -> OpenedSubmission:
 
 
 def _executor(workers: int, scheduler_address: str | None) -> tuple[cf.Executor, Callable[[], None]]:
+    """A Dask cluster's executor (see :mod:`harness.distributed`), else local threads; and how to shut it down."""
     if scheduler_address:
-        try:
-            from distributed import Client
-        except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise ImportError(
-                "--scheduler needs Dask distributed: pip install 'hackathon-harness[distributed]'"
-            ) from exc
-        client = Client(scheduler_address)
-        return client.get_executor(), client.close
+        from harness.distributed import cluster_executor
+
+        return cluster_executor(scheduler_address)
     pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harness-worker")
     return pool, lambda: pool.shutdown(wait=True, cancel_futures=True)
 

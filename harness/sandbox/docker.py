@@ -606,10 +606,16 @@ def _run_tool(argv: list[str]) -> None:
 _LIVE_SANDBOXES: weakref.WeakSet[DockerSandbox] = weakref.WeakSet()
 
 
-@atexit.register
-def _remove_live_containers() -> None:
-    for sandbox in list(_LIVE_SANDBOXES):
+def kill_live_sandboxes() -> int:
+    """Remove the running containers of every Docker sandbox alive in this process (at exit, or when a Dask worker
+    closes: see :class:`harness.distributed.SandboxCleanup`). Returns how many sandboxes were asked."""
+    live = list(_LIVE_SANDBOXES)
+    for sandbox in live:
         sandbox.kill_all()
+    return len(live)
+
+
+atexit.register(kill_live_sandboxes)
 
 
 @dataclass
