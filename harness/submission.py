@@ -45,10 +45,8 @@ Decisions (each one a rule a team can rely on):
 
 from __future__ import annotations
 
-import codecs
 import gzip
 import hashlib
-import json
 import logging
 import lzma
 import os
@@ -57,7 +55,6 @@ import re
 import shutil
 import stat
 import tarfile
-import warnings
 import zipfile
 import zlib
 from collections import Counter
@@ -70,6 +67,7 @@ from typing import IO, Any, Literal, NoReturn, cast
 import yaml
 
 from harness.errors import SubmissionError
+from harness.notebooks import check_notebook
 from harness.spec import SubmissionSpec
 
 __all__ = [
@@ -922,7 +920,7 @@ def _open_into(source: Path, fmt: str, dest: Path, spec: SubmissionSpec, limits:
     kind, entry = _detect_kind(dest, top_files, top_dirs, spec, source)
     kernel: str | None = None
     if kind == "notebook":
-        kernel, notebook_notes = _check_notebook(dest / entry, entry, spec.kernel, source)
+        kernel, notebook_notes = check_notebook(dest / entry, entry, spec.kernel, source)
         notes.extend(notebook_notes)
     return OpenedSubmission(
         root=dest,
@@ -1044,110 +1042,6 @@ def _detect_kind(
         f"; it holds {len(notebooks)} notebooks, so name the one to run {spec.notebook!r}" if len(notebooks) > 1 else ""
     )
     fail(f"no entry point: this task expects {' or '.join(expected)}; found {shown}{several}")
-
-
-# -- the entry notebook --------------------------------------------------------------------------------------
-
-_NO_PARAMETERS = (
-    "no cell of {entry!r} is tagged 'parameters'. The harness passes input_dir, output_dir and the task's "
-    "parameters with papermill, which inserts them right after the cell tagged 'parameters'; without that tag "
-    "it inserts them at the top, and any later assignment (input_dir = ...) silently overrides the harness's "
-    "values. Put your default values in one code cell and tag it: in JupyterLab select the cell, open the "
-    "property inspector (gear icon in the right sidebar) and add the tag 'parameters' under Cell Tags"
-)
-
-
-def _check_notebook(path: Path, entry: str, kernel: str, source: Path) -> tuple[str | None, list[str]]:
-    """Read, upgrade if needed and check the entry notebook; return its kernel name and notes."""
-    import nbformat
-    from nbformat.validator import normalize
-
-    def invalid(reason: str) -> NoReturn:
-        raise SubmissionError(f"{entry!r} is not a valid notebook: {reason}", str(source))
-
-    notes: list[str] = []
-    raw = path.read_bytes()
-    rewrite = False
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
-        rewrite = True
-        notes.append(f"removed a byte-order mark from {entry}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        invalid(f"not UTF-8 text (byte {exc.start}); save it again from Jupyter")
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        invalid("its JSON is nested too deeply")
-    except ValueError as exc:
-        invalid(f"not JSON ({_short(exc)}); a notebook is the .ipynb file Jupyter saves")
-    if not isinstance(data, dict):
-        invalid(f"the file holds a JSON {type(data).__name__}, not a notebook object")
-    major, minor = data.get("nbformat"), data.get("nbformat_minor", 0)
-    if type(major) is not int or type(minor) is not int:
-        invalid("no integer 'nbformat'/'nbformat_minor' version fields; is it a Jupyter notebook?")
-    current = (nbformat.current_nbformat, nbformat.current_nbformat_minor)
-    if major > current[0] or major < 1:
-        invalid(f"nbformat {major} is not supported (this harness reads nbformat 1 to {current[0]})")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            nb = nbformat.reader.reads(text)
-            if (major, minor) < current:
-                nb = nbformat.convert(nb, current[0]) if major < current[0] else nbformat.v4.upgrade(nb)
-                for index, cell in enumerate(nb.cells):  # deterministic ids: same submission, same file
-                    cell["id"] = f"cell-{index}"
-                nb.nbformat, nb.nbformat_minor = current
-                notes.append(f"upgraded {entry} from nbformat {major}.{minor} to {current[0]}.{current[1]}")
-                rewrite = True
-            changes, nb = normalize(nb)
-            if changes:
-                notes.append(f"repaired {changes} missing or duplicate cell id(s) in {entry}")
-                rewrite = True
-            nbformat.validate(nb)
-    except nbformat.ValidationError as exc:
-        where = "/".join(str(p) for p in getattr(exc, "absolute_path", ()))
-        invalid(f"{_short(exc.message)}{f' (at {where})' if where else ''}")
-    except Exception as exc:  # a team's file at the trust boundary: any failure to read it is the team's
-        invalid(f"{type(exc).__name__}: {_short(exc)}")
-
-    tagged = [i for i, cell in enumerate(nb.cells) if "parameters" in (cell.get("metadata", {}).get("tags") or [])]
-    if not tagged:
-        raise SubmissionError(_NO_PARAMETERS.format(entry=entry), str(source))
-    if len(tagged) > 1:
-        shown = ", ".join(f"cell {i + 1} ({_first_line(nb.cells[i])!r})" for i in tagged)
-        raise SubmissionError(
-            f"{len(tagged)} cells of {entry!r} are tagged 'parameters': {shown}, counting cells from 1 at the "
-            "top. papermill inserts the harness's values after one of them only; keep the tag on exactly one "
-            "code cell",
-            str(source),
-        )
-    cell = nb.cells[tagged[0]]
-    if cell.cell_type != "code":
-        raise SubmissionError(
-            f"cell {tagged[0] + 1} of {entry!r} is tagged 'parameters' but is a {cell.cell_type} cell; move the "
-            "tag to the code cell that sets your default values",
-            str(source),
-        )
-
-    kernelspec = nb.metadata.get("kernelspec")
-    name = kernelspec.get("name") if isinstance(kernelspec, dict) else None
-    name = name if isinstance(name, str) and name else None
-    if name is None:
-        notes.append(f"{entry} declares no kernel; it runs with the task's kernel {kernel!r}")
-    elif name != kernel:
-        notes.append(f"{entry} declares the kernel {name!r}; the harness runs it with the task's kernel {kernel!r}")
-    if rewrite:
-        path.write_text(nbformat.writes(nb), encoding="utf-8")
-    return name, notes
-
-
-def _first_line(cell: Any) -> str:
-    source = cell.get("source", "")
-    text = "".join(source) if isinstance(source, list) else str(source)
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line[:40]
 
 
 def _short(exc: object, limit: int = 300) -> str:
