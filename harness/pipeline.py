@@ -27,10 +27,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from harness.errors import EvaluatorError, InvalidOutputError, SandboxError
-from harness.record import EXECUTED_NOTEBOOK, RunRecord
+from harness.notebooks import EXECUTED_NOTEBOOK, ExecutedNotebook, read_executed, truncate_notebook_outputs
+from harness.notebooks import NOTEBOOK_CELL_CAP_CHARS as NOTEBOOK_CELL_CAP_CHARS
+from harness.notebooks import NOTEBOOK_OUTPUT_CAP_CHARS as NOTEBOOK_OUTPUT_CAP_CHARS
+from harness.notebooks import NOTEBOOK_OUTPUTS_PER_CELL as NOTEBOOK_OUTPUTS_PER_CELL
+from harness.record import RunRecord
 from harness.sandbox import Mount, RunOutcome, RunRequest, RunResult, Sandbox, get_sandbox
 from harness.spec import PHASES, TaskSpec
 from harness.status import Status
@@ -40,13 +42,6 @@ from harness.version import __version__
 __all__ = ["EXECUTED_NOTEBOOK", "RunRecord", "evaluate_opened", "evaluate_submission", "truncate_notebook_outputs"]
 
 log = logging.getLogger(__name__)
-
-#: Cap on the text kept per output of the executed notebook kept for judges (characters).
-NOTEBOOK_OUTPUT_CAP_CHARS = 20_000
-#: Cap on the text kept per cell of the executed notebook, over all its outputs (characters).
-NOTEBOOK_CELL_CAP_CHARS = 60_000
-#: Cap on the number of outputs kept per cell of the executed notebook.
-NOTEBOOK_OUTPUTS_PER_CELL = 50
 
 SUBMISSION_TARGET = "/submission"
 INPUT_TARGET = "/input"
@@ -95,175 +90,45 @@ def _environment(spec: TaskSpec) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(env.items()))
 
 
-def truncate_notebook_outputs(
-    path: Path, *, cap_chars: int = NOTEBOOK_OUTPUT_CAP_CHARS, cell_cap_chars: int = NOTEBOOK_CELL_CAP_CHARS
-) -> int:
-    """Cap the outputs of an executed notebook in place, so judges can open it.
-
-    Each text output keeps at most ``cap_chars`` characters, and each cell at most ``cell_cap_chars`` characters
-    of text over all its outputs and at most :data:`NOTEBOOK_OUTPUTS_PER_CELL` outputs; a marker says what was
-    cut. Rich outputs (images, HTML) larger than 50 times ``cap_chars`` are replaced by a marker. A file that is
-    not a readable notebook is left as it is (a partial notebook is still evidence).
-
-    Returns:
-        The number of outputs cut or dropped.
-    """
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as exc:
-        log.warning("cannot read executed notebook %s to cap its outputs: %s", path, exc)
-        return 0
-    cut = 0
-    for cell in nb.cells:
-        outputs = cell.get("outputs")
-        if not outputs:
-            continue
-        kept: list[nbformat.NotebookNode] = []
-        budget = cell_cap_chars
-        for index, output in enumerate(outputs):
-            if budget <= 0 or len(kept) >= NOTEBOOK_OUTPUTS_PER_CELL:
-                dropped = len(outputs) - index
-                kept.append(
-                    _marker(
-                        f"{dropped} more outputs of this cell dropped (cap: {cell_cap_chars} characters, "
-                        f"{NOTEBOOK_OUTPUTS_PER_CELL} outputs per cell)"
-                    )
-                )
-                cut += dropped
-                break
-            if "text" in output:
-                allowed = min(cap_chars, budget)
-                if len(output["text"]) > allowed:
-                    output["text"] = (
-                        output["text"][:allowed] + f"\n[harness: output truncated at {allowed} characters]\n"
-                    )
-                    cut += 1
-                budget -= len(output["text"])
-            for mime, data in list(output.get("data", {}).items()):
-                if isinstance(data, str) and len(data) > cap_chars * 50:
-                    output["data"][mime] = f"[harness: {mime} output of {len(data)} characters dropped]"
-                    cut += 1
-            kept.append(output)
-        cell["outputs"] = kept
-    if cut:
-        nbformat.write(nb, path)
-    return cut
-
-
-def _marker(text: str) -> nbformat.NotebookNode:
-    return nbformat.v4.new_output("stream", name="stderr", text=f"[harness: {text}]\n")
-
-
-def _team_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.NotebookNode]]:
-    """The team's cells with their 1-based position in the team's own file (cells papermill added skipped)."""
-    added = {"injected-parameters", "papermill-error-cell-tag"}
-    cells = [c for c in nb.cells if not added & set(c.get("metadata", {}).get("tags", []))]
-    return list(enumerate(cells, start=1))
-
-
-#: What to do about errors that come from running unattended rather than from the team's logic.
-_ERROR_HINTS = {
-    "StdinNotImplementedError": "input() cannot be answered: a judging run has no keyboard (no stdin); set the "
-    "value in your parameters cell or read it from a file",
-}
-
-
-def _read_executed(path: Path | None) -> nbformat.NotebookNode | None:
-    """The executed notebook, or None when there is none or it cannot be read (a killed run may leave it partial)."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        return nbformat.read(path, as_version=4)
-    except Exception:
-        return None
-
-
-def _notebook_failure(path: Path | None) -> str:
-    """The first error in an executed notebook, as ``cell #N of your notebook raised Name: value``; ``""`` if none."""
-    nb = _read_executed(path)
-    if nb is None:
-        return ""
-    for position, cell in _team_cells(nb):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                ename, evalue = output.get("ename", "Error"), str(output.get("evalue", ""))[:300]
-                if ename == "SystemExit":
-                    continue  # sys.exit() is judged by the outputs it left, not as an error
-                hint = _ERROR_HINTS.get(ename)
-                reason = f"cell #{position} of your notebook raised {ename}: {evalue}".rstrip(": ")
-                return f"{reason.rstrip('.')}; {hint}" if hint else reason
-    return ""
-
-
-def _exit_cell(path: Path | None) -> int:
-    """The position of the team's cell that called ``sys.exit()`` (0 if none): the cells after it did not run."""
-    nb = _read_executed(path)
-    if nb is None:
-        return 0
-    for position, cell in _team_cells(nb):
-        if any(o.get("output_type") == "error" and o.get("ename") == "SystemExit" for o in cell.get("outputs", [])):
-            return position
-    return 0
-
-
-def _last_started_cell(path: Path | None) -> str:
-    """`` while cell #N of your notebook was running`` for the cell a stopped run was in; ``""`` if unknown.
-
-    A run killed from outside leaves its cell marked ``running``. When the kernel dies instead (the OOM killer,
-    ``os.kill``), papermill marks that cell ``completed`` and stops, so the last cell that started is the one.
-    """
-    nb = _read_executed(path)
-    if nb is None:
-        return ""
-    started = 0
-    for position, cell in _team_cells(nb):
-        state = cell.get("metadata", {}).get("papermill", {})
-        if state.get("status") == "running":
-            return f" while cell #{position} of your notebook was running"
-        if state.get("start_time"):
-            started = position
-    return f" while cell #{started} of your notebook was running" if started else ""
-
-
 def _log_tail(log_text: str, lines: int = 5) -> str:
     tail = [line for line in log_text.strip().splitlines() if line.strip()][-lines:]
     return " | ".join(line.strip()[:200] for line in tail)
 
 
 def _classify(
-    spec: TaskSpec, opened: OpenedSubmission, result: RunResult, notebook: Path | None
-) -> tuple[str, str] | None:
+    spec: TaskSpec, opened: OpenedSubmission, result: RunResult, notebook: ExecutedNotebook
+) -> tuple[Status, str] | None:
     """Map a sandbox result to (status, reason), or None when outputs should be validated and scored."""
     limits = spec.limits
-    where = _last_started_cell(notebook) if opened.kind == "notebook" else ""
+    where = notebook.last_started_cell if opened.kind == "notebook" else ""
     if result.outcome is RunOutcome.TIMED_OUT:
-        return "timed_out", f"ran past the time limit of {limits.time_s:g} s{where} and was stopped"
+        return Status.TIMED_OUT, f"ran past the time limit of {limits.time_s:g} s{where} and was stopped"
     if result.outcome is RunOutcome.OUT_OF_MEMORY:
-        return "out_of_memory", f"used more than the memory limit of {limits.memory_mb} MB{where} and was killed"
+        return Status.OUT_OF_MEMORY, f"used more than the memory limit of {limits.memory_mb} MB{where} and was killed"
     if result.outcome is RunOutcome.OUTPUT_LIMIT:
-        notebook_bytes = notebook.stat().st_size if notebook is not None else 0
+        notebook_bytes = notebook.size_bytes
         if notebook_bytes > result.output_bytes - notebook_bytes:  # papermill's record, not the team's files
-            return "failed", (
+            return Status.FAILED, (
                 f"printed or displayed so much that the executed notebook, which keeps every output of your "
                 f"cells, grew past the output limit of {limits.output_mb} MB{where}, and the run was stopped; "
                 "print less (a summary or the last lines instead of every row or step)"
             )
-        return "failed", (
+        return Status.FAILED, (
             f"filled output_dir up to its limit of {limits.output_mb} MB (writes past it fail with 'No space left on "
             "device'); write only the predictions file and small artifacts there"
         )
     if result.exit_code != 0:
         if opened.kind == "notebook":
-            failure = _notebook_failure(notebook)
+            failure = notebook.failure()
             if failure:
-                return "failed", failure
+                return Status.FAILED, failure
             if "DeadKernelError" in result.log or "Kernel died" in result.log:
-                return "failed", (
+                return Status.FAILED, (
                     f"the kernel died{where}: the process running your cells exited or was killed "
                     "(e.g. by os._exit(), os.kill() or a crash in compiled code)"
                 )
         detail = _log_tail(result.log_tail if result.log_truncated and result.log_tail else result.log)
-        return "failed", f"exited with code {result.exit_code}" + (f": {detail}" if detail else "")
+        return Status.FAILED, f"exited with code {result.exit_code}" + (f": {detail}" if detail else "")
     return None
 
 
@@ -368,17 +233,15 @@ def evaluate_opened(
     record.exit_code = result.exit_code
     record.provenance["image_id"] = result.image_id
     record.notes.extend(result.warnings)  # e.g. "does not isolate" (process) or "output size polled" (no root)
-    notebook: Path | None = None
+    notebook = ExecutedNotebook(None)
     produced = output_dir / EXECUTED_NOTEBOOK
     if opened.kind == "notebook" and produced.is_file():
-        notebook = artifacts_dir / EXECUTED_NOTEBOOK
-        shutil.move(str(produced), notebook)
-        truncate_notebook_outputs(notebook)
+        shutil.move(str(produced), artifacts_dir / EXECUTED_NOTEBOOK)
+        notebook = read_executed(artifacts_dir / EXECUTED_NOTEBOOK)  # parsed once, outputs capped
 
     classified = _classify(spec, opened, result, notebook)
     if classified is not None:
-        status, record.reason = classified
-        record.status = Status(status)
+        record.status, record.reason = classified
         record.finished_at = dt.datetime.now(dt.UTC)
         return record
 
@@ -394,7 +257,7 @@ def evaluate_opened(
         record.reason = exc.problems[0] if exc.problems else exc.message
         if len(exc.problems) > 1:
             record.reason += f" (and {len(exc.problems) - 1} more problem(s))"
-        exited = _exit_cell(notebook)
+        exited = notebook.exit_cell
         if exited:
             record.reason += (
                 f"; cell #{exited} of your notebook called sys.exit(), which ends the run: the cells after it did "

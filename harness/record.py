@@ -14,12 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.notebooks import EXECUTED_NOTEBOOK
 from harness.status import Status
 
 __all__ = ["EXECUTED_NOTEBOOK", "LOG_FILE", "RunRecord"]
-
-#: File name (in the output folder, then in the run's artifacts) of the executed notebook; reserved.
-EXECUTED_NOTEBOOK = "executed.ipynb"
 #: File name of the run's capped log in its artifacts folder.
 LOG_FILE = "log.txt"
 

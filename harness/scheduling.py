@@ -12,18 +12,15 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import os
-import shutil
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import EngineUnavailableError, HarnessError, ImageError, SubmissionError
+from harness.errors import EngineUnavailableError, ImageError, SubmissionError
 from harness.interrupts import Interrupted
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.sandbox import get_sandbox
@@ -31,7 +28,14 @@ from harness.scoring import warm_evaluators
 from harness.spec import TaskSpec
 from harness.status import Status
 from harness.store import NewSubmission, Plan, Store
-from harness.submission import OpenedSubmission, SubmissionEntry, iter_entries, open_submission
+from harness.submission import (
+    OpenedSubmission,
+    SubmissionEntry,
+    iter_entries,
+    open_entry,
+    submitted_at,
+    unopened_fingerprint,
+)
 
 __all__ = ["BatchSummary", "Hooks", "evaluate_many", "plan_batch", "run_batch"]
 
@@ -135,67 +139,6 @@ class _Job:
     opened: OpenedSubmission | None
     rejection: str = ""
     run_id: int = 0
-
-
-def _fingerprint(path: Path) -> str:
-    """A content hash for an entry that could not be opened (so a rejected entry is not re-tried each call)."""
-    digest = hashlib.sha256(b"unopened\0")
-    if path.is_dir():
-        for item in sorted(path.rglob("*")):
-            if item.is_file() and not item.is_symlink():
-                digest.update(item.relative_to(path).as_posix().encode("utf-8", "surrogateescape"))
-                digest.update(str(item.stat().st_size).encode())
-    elif path.is_file():
-        size = path.stat().st_size
-        if size <= 64 * 1024 * 1024:
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        else:
-            digest.update(f"{path.name}:{size}:{path.stat().st_mtime_ns}".encode())
-    return digest.hexdigest()
-
-
-def _submitted_at(path: Path) -> dt.datetime:
-    """When the entry was submitted, in UTC: the newest modification time of the entry or of any file in it (an
-    edit inside a folder does not touch the folder's own time)."""
-    try:
-        newest = path.stat().st_mtime
-        if path.is_dir():
-            for item in path.rglob("*"):
-                if item.is_file() and not item.is_symlink():
-                    newest = max(newest, item.stat().st_mtime)
-        return dt.datetime.fromtimestamp(newest, dt.UTC)
-    except OSError:
-        return dt.datetime.now(dt.UTC)
-
-
-def _open_entry(spec: TaskSpec, entry: SubmissionEntry, submissions_root: Path) -> tuple[OpenedSubmission | None, str]:
-    """Open an entry into the content-addressed folder ``submissions_root/<hash>``; returns (opened, rejection)."""
-    incoming = submissions_root / f".incoming-{uuid.uuid4().hex}"
-    try:
-        opened = open_submission(entry.path, incoming, spec.submission)
-    except SubmissionError as exc:
-        shutil.rmtree(incoming, ignore_errors=True)
-        return None, exc.message
-    except OSError as exc:  # writing into the work folder failed (a team's unreadable file is a SubmissionError)
-        shutil.rmtree(incoming, ignore_errors=True)
-        raise HarnessError(
-            f"cannot unpack {entry.path.name} into the work folder {submissions_root}: {exc.strerror or exc}; "
-            "make room there (or choose another --home) and run the same command again"
-        ) from exc
-    final = submissions_root / opened.content_hash
-    if final.exists():
-        shutil.rmtree(incoming, ignore_errors=True)
-    else:
-        os.replace(incoming, final)
-    return _relocated(opened, final), ""
-
-
-def _relocated(opened: OpenedSubmission, root: Path) -> OpenedSubmission:
-    import dataclasses
-
-    return dataclasses.replace(opened, root=root)
 
 
 def _executor(workers: int, scheduler_address: str | None) -> tuple[cf.Executor, Callable[[], None]]:
@@ -317,19 +260,19 @@ def plan_batch(
     limit = spec.leaderboard.daily_limit if phase == "test" else None
     jobs: list[_Job] = []
     for entry in entries:
-        opened, rejection = _open_entry(spec, entry, submissions_root)
+        opened, rejection = open_entry(entry, submissions_root, spec.submission)
         team = (opened.team if opened and opened.team else None) or entry.default_team_name
         entries_of_team.setdefault(team, []).append(entry.path.name)
         if opened is not None:
             found = NewSubmission(
                 content_hash=opened.content_hash, source=str(entry.path), kind=opened.kind, entry=opened.entry,
                 n_files=opened.n_files, n_bytes=opened.n_bytes, notes=tuple(opened.notes),
-                submitted_at=_submitted_at(entry.path),
+                submitted_at=submitted_at(entry.path),
             )  # fmt: skip
         else:
             found = NewSubmission(
-                content_hash=_fingerprint(entry.path), source=str(entry.path), kind="unknown", entry="",
-                notes=(rejection,), submitted_at=_submitted_at(entry.path),
+                content_hash=unopened_fingerprint(entry.path), source=str(entry.path), kind="unknown", entry="",
+                notes=(rejection,), submitted_at=submitted_at(entry.path),
             )  # fmt: skip
         plan, submission_id = store.plan_submission(
             spec.id, team, found, phase=phase, rerun=rerun, daily_limit=limit if opened is not None else None

@@ -7,17 +7,22 @@ from pathlib import Path
 
 import nbformat
 
-from harness.pipeline import (
-    NOTEBOOK_OUTPUTS_PER_CELL,
-    _last_started_cell,
-    _notebook_failure,
-    build_command,
-    truncate_notebook_outputs,
-)
+from harness.notebooks import NOTEBOOK_OUTPUTS_PER_CELL, read_executed
+from harness.pipeline import build_command, truncate_notebook_outputs
 from harness.spec import load_spec
 from harness.submission import OpenedSubmission
 
 MINIMAL = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "minimal"
+
+
+def _notebook_failure(path: Path) -> str:
+    """The failure reason of an executed notebook file (the pipeline asks the parsed notebook once per run)."""
+    return read_executed(path).failure()
+
+
+def _last_started_cell(path: Path) -> str:
+    """The stopped-run cell of an executed notebook file."""
+    return read_executed(path).last_started_cell
 
 
 def _opened(kind: str, entry: str) -> OpenedSubmission:

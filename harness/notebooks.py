@@ -1,0 +1,355 @@
+"""Everything the harness knows about notebooks: the submitted one at the door, the executed one after a run.
+
+Two moments, one module:
+
+* **Checking a submitted notebook** (:func:`check_notebook`, called by :func:`harness.submission.open_submission`):
+  it must be valid (any failure to read it becomes ``not a valid notebook: <reason>``), is upgraded to the current
+  nbformat 4 minor when older (with deterministic cell ids ``cell-0``, ``cell-1``...), and must have exactly one
+  code cell tagged ``parameters``. A kernel name other than the task's is a note, not an error.
+* **Reading the executed notebook** (:func:`read_executed`, called by :mod:`harness.pipeline` once per run): it is
+  parsed once, its outputs are capped (and the capped file written back, so judges can open it), and the parsed
+  value answers every question the pipeline asks of it (:class:`ExecutedNotebook`): the first error a team's cell
+  raised, the cell that called ``sys.exit()``, the cell a stopped run was in.
+
+Cell numbers in reasons count the team's own cells from 1; the cells papermill adds (injected parameters, its
+error marker) are skipped.
+
+nbformat is imported inside the functions, so importing this module (and :mod:`harness.submission`) stays cheap.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from harness.errors import SubmissionError
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+
+__all__ = [
+    "EXECUTED_NOTEBOOK",
+    "NOTEBOOK_CELL_CAP_CHARS",
+    "NOTEBOOK_OUTPUTS_PER_CELL",
+    "NOTEBOOK_OUTPUT_CAP_CHARS",
+    "ExecutedNotebook",
+    "check_notebook",
+    "read_executed",
+    "truncate_notebook_outputs",
+]
+
+log = logging.getLogger(__name__)
+
+#: File name (in the output folder) of the executed notebook; reserved.
+EXECUTED_NOTEBOOK = "executed.ipynb"
+#: Cap on the text kept per output of the executed notebook kept for judges (characters).
+NOTEBOOK_OUTPUT_CAP_CHARS = 20_000
+#: Cap on the text kept per cell of the executed notebook, over all its outputs (characters).
+NOTEBOOK_CELL_CAP_CHARS = 60_000
+#: Cap on the number of outputs kept per cell of the executed notebook.
+NOTEBOOK_OUTPUTS_PER_CELL = 50
+
+
+# -- the submitted notebook, at the door ----------------------------------------------------------------------
+
+_NO_PARAMETERS = (
+    "no cell of {entry!r} is tagged 'parameters'. The harness passes input_dir, output_dir and the task's "
+    "parameters with papermill, which inserts them right after the cell tagged 'parameters'; without that tag "
+    "it inserts them at the top, and any later assignment (input_dir = ...) silently overrides the harness's "
+    "values. Put your default values in one code cell and tag it: in JupyterLab select the cell, open the "
+    "property inspector (gear icon in the right sidebar) and add the tag 'parameters' under Cell Tags"
+)
+
+
+def check_notebook(path: Path, entry: str, kernel: str, source: Path) -> tuple[str | None, list[str]]:
+    """Read, upgrade if needed and check a submission's entry notebook.
+
+    A byte-order mark is removed, an older nbformat is upgraded to the current 4 minor (cell ids ``cell-0``,
+    ``cell-1``...), missing or duplicate cell ids are repaired; when any of that happens the file at ``path`` is
+    rewritten (it is the work folder's copy, never the team's source) and a note says so.
+
+    Args:
+        path: the notebook file in the work folder.
+        entry: its name relative to the submission (used in messages).
+        kernel: the task's kernel name; a notebook declaring another one gets a note.
+        source: the submission as sent (named in errors).
+
+    Returns:
+        ``(kernel_name, notes)``: the kernel name the notebook declares (``None`` if none) and the non-fatal notes.
+
+    Raises:
+        SubmissionError: the file is not a valid notebook (not UTF-8, not JSON, unsupported nbformat, schema
+            errors), or it does not have exactly one *code* cell tagged ``parameters``.
+    """
+    import nbformat
+    from nbformat.validator import normalize
+
+    def invalid(reason: str) -> NoReturn:
+        raise SubmissionError(f"{entry!r} is not a valid notebook: {reason}", str(source))
+
+    notes: list[str] = []
+    raw = path.read_bytes()
+    rewrite = False
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+        rewrite = True
+        notes.append(f"removed a byte-order mark from {entry}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        invalid(f"not UTF-8 text (byte {exc.start}); save it again from Jupyter")
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        invalid("its JSON is nested too deeply")
+    except ValueError as exc:
+        invalid(f"not JSON ({_short(exc)}); a notebook is the .ipynb file Jupyter saves")
+    if not isinstance(data, dict):
+        invalid(f"the file holds a JSON {type(data).__name__}, not a notebook object")
+    major, minor = data.get("nbformat"), data.get("nbformat_minor", 0)
+    if type(major) is not int or type(minor) is not int:
+        invalid("no integer 'nbformat'/'nbformat_minor' version fields; is it a Jupyter notebook?")
+    current = (nbformat.current_nbformat, nbformat.current_nbformat_minor)
+    if major > current[0] or major < 1:
+        invalid(f"nbformat {major} is not supported (this harness reads nbformat 1 to {current[0]})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nb = nbformat.reader.reads(text)
+            if (major, minor) < current:
+                nb = nbformat.convert(nb, current[0]) if major < current[0] else nbformat.v4.upgrade(nb)
+                for index, cell in enumerate(nb.cells):  # deterministic ids: same submission, same file
+                    cell["id"] = f"cell-{index}"
+                nb.nbformat, nb.nbformat_minor = current
+                notes.append(f"upgraded {entry} from nbformat {major}.{minor} to {current[0]}.{current[1]}")
+                rewrite = True
+            changes, nb = normalize(nb)
+            if changes:
+                notes.append(f"repaired {changes} missing or duplicate cell id(s) in {entry}")
+                rewrite = True
+            nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        where = "/".join(str(p) for p in getattr(exc, "absolute_path", ()))
+        invalid(f"{_short(exc.message)}{f' (at {where})' if where else ''}")
+    except Exception as exc:  # a team's file at the trust boundary: any failure to read it is the team's
+        invalid(f"{type(exc).__name__}: {_short(exc)}")
+
+    tagged = [i for i, cell in enumerate(nb.cells) if "parameters" in (cell.get("metadata", {}).get("tags") or [])]
+    if not tagged:
+        raise SubmissionError(_NO_PARAMETERS.format(entry=entry), str(source))
+    if len(tagged) > 1:
+        shown = ", ".join(f"cell {i + 1} ({_first_line(nb.cells[i])!r})" for i in tagged)
+        raise SubmissionError(
+            f"{len(tagged)} cells of {entry!r} are tagged 'parameters': {shown}, counting cells from 1 at the "
+            "top. papermill inserts the harness's values after one of them only; keep the tag on exactly one "
+            "code cell",
+            str(source),
+        )
+    cell = nb.cells[tagged[0]]
+    if cell.cell_type != "code":
+        raise SubmissionError(
+            f"cell {tagged[0] + 1} of {entry!r} is tagged 'parameters' but is a {cell.cell_type} cell; move the "
+            "tag to the code cell that sets your default values",
+            str(source),
+        )
+
+    kernelspec = nb.metadata.get("kernelspec")
+    name = kernelspec.get("name") if isinstance(kernelspec, dict) else None
+    name = name if isinstance(name, str) and name else None
+    if name is None:
+        notes.append(f"{entry} declares no kernel; it runs with the task's kernel {kernel!r}")
+    elif name != kernel:
+        notes.append(f"{entry} declares the kernel {name!r}; the harness runs it with the task's kernel {kernel!r}")
+    if rewrite:
+        path.write_text(nbformat.writes(nb), encoding="utf-8")
+    return name, notes
+
+
+def _first_line(cell: Any) -> str:
+    source = cell.get("source", "")
+    text = "".join(source) if isinstance(source, list) else str(source)
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:40]
+
+
+def _short(exc: object, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- the executed notebook, after a run -----------------------------------------------------------------------
+
+#: What to do about errors that come from running unattended rather than from the team's logic.
+_ERROR_HINTS = {
+    "StdinNotImplementedError": "input() cannot be answered: a judging run has no keyboard (no stdin); set the "
+    "value in your parameters cell or read it from a file",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class ExecutedNotebook:
+    """An executed notebook, parsed once (see :func:`read_executed`), and what a run's reasons need from it.
+
+    Attributes:
+        path: the file (``None`` when the run left no executed notebook).
+        notebook: the parsed notebook with its outputs capped, or ``None`` when there is no file or it cannot be
+            read (a killed run may leave it partial; the file is then kept as it is, as evidence).
+        n_cut: outputs cut or dropped by the caps (``0`` when none, or when the file could not be read).
+    """
+
+    path: Path | None
+    notebook: NotebookNode | None = None
+    n_cut: int = 0
+
+    @property
+    def size_bytes(self) -> int:
+        """The file's size in bytes after capping (``0`` when there is no file)."""
+        return self.path.stat().st_size if self.path is not None and self.path.is_file() else 0
+
+    def _team_cells(self) -> list[tuple[int, NotebookNode]]:
+        """The team's cells with their 1-based position in the team's own file (cells papermill added skipped)."""
+        if self.notebook is None:
+            return []
+        added = {"injected-parameters", "papermill-error-cell-tag"}
+        cells = [c for c in self.notebook.cells if not added & set(c.get("metadata", {}).get("tags", []))]
+        return list(enumerate(cells, start=1))
+
+    def failure(self) -> str:
+        """The first error a team's cell raised, as ``cell #N of your notebook raised Name: value``; ``""`` if none.
+
+        ``SystemExit`` is not an error here (a run that called ``sys.exit()`` is judged by the outputs it left);
+        errors that come from running unattended (``input()``) get a hint saying what to change.
+        """
+        for position, cell in self._team_cells():
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    ename, evalue = output.get("ename", "Error"), str(output.get("evalue", ""))[:300]
+                    if ename == "SystemExit":
+                        continue  # sys.exit() is judged by the outputs it left, not as an error
+                    hint = _ERROR_HINTS.get(ename)
+                    reason = f"cell #{position} of your notebook raised {ename}: {evalue}".rstrip(": ")
+                    return f"{reason.rstrip('.')}; {hint}" if hint else reason
+        return ""
+
+    @property
+    def exit_cell(self) -> int:
+        """The position of the team's cell that called ``sys.exit()`` (0 if none): the cells after it did not run."""
+        for position, cell in self._team_cells():
+            if any(o.get("output_type") == "error" and o.get("ename") == "SystemExit" for o in cell.get("outputs", [])):
+                return position
+        return 0
+
+    @property
+    def last_started_cell(self) -> str:
+        """`` while cell #N of your notebook was running`` for the cell a stopped run was in; ``""`` if unknown.
+
+        A run killed from outside leaves its cell marked ``running``. When the kernel dies instead (the OOM killer,
+        ``os.kill``), papermill marks that cell ``completed`` and stops, so the last cell that started is the one.
+        """
+        started = 0
+        for position, cell in self._team_cells():
+            state = cell.get("metadata", {}).get("papermill", {})
+            if state.get("status") == "running":
+                return f" while cell #{position} of your notebook was running"
+            if state.get("start_time"):
+                started = position
+        return f" while cell #{started} of your notebook was running" if started else ""
+
+
+def read_executed(
+    path: Path | None,
+    *,
+    cap_chars: int = NOTEBOOK_OUTPUT_CAP_CHARS,
+    cell_cap_chars: int = NOTEBOOK_CELL_CAP_CHARS,
+) -> ExecutedNotebook:
+    """Parse an executed notebook once, cap its outputs in place and return it for the run's reasons.
+
+    Each text output keeps at most ``cap_chars`` characters, and each cell at most ``cell_cap_chars`` characters
+    of text over all its outputs and at most :data:`NOTEBOOK_OUTPUTS_PER_CELL` outputs; a marker says what was
+    cut. Rich outputs (images, HTML) larger than 50 times ``cap_chars`` are replaced by a marker. When anything
+    was cut the capped notebook is written back to ``path``, so judges can open it. A file that is not a readable
+    notebook is left as it is (a partial notebook is still evidence) and a warning is logged.
+
+    Args:
+        path: the executed notebook file, or ``None`` when the run left none.
+        cap_chars: cap per text output, in characters.
+        cell_cap_chars: cap per cell over all its text outputs, in characters.
+
+    Returns:
+        The :class:`ExecutedNotebook`; its ``notebook`` is ``None`` when there is no readable file.
+
+    Raises:
+        OSError: the capped notebook cannot be written back.
+    """
+    if path is None:
+        return ExecutedNotebook(None)
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:
+        log.warning("cannot read executed notebook %s to cap its outputs: %s", path, exc)
+        return ExecutedNotebook(path)
+    cut = _cap_outputs(nb, cap_chars, cell_cap_chars)
+    if cut:
+        nbformat.write(nb, path)
+    return ExecutedNotebook(path, nb, cut)
+
+
+def truncate_notebook_outputs(
+    path: Path, *, cap_chars: int = NOTEBOOK_OUTPUT_CAP_CHARS, cell_cap_chars: int = NOTEBOOK_CELL_CAP_CHARS
+) -> int:
+    """Cap the outputs of an executed notebook in place, so judges can open it (see :func:`read_executed`).
+
+    Returns:
+        The number of outputs cut or dropped (``0`` for a file that is not a readable notebook, left as it is).
+    """
+    return read_executed(path, cap_chars=cap_chars, cell_cap_chars=cell_cap_chars).n_cut
+
+
+def _cap_outputs(nb: NotebookNode, cap_chars: int, cell_cap_chars: int) -> int:
+    """Cap the outputs of a parsed notebook in memory; return the number of outputs cut or dropped."""
+    cut = 0
+    for cell in nb.cells:
+        outputs = cell.get("outputs")
+        if not outputs:
+            continue
+        kept: list[NotebookNode] = []
+        budget = cell_cap_chars
+        for index, output in enumerate(outputs):
+            if budget <= 0 or len(kept) >= NOTEBOOK_OUTPUTS_PER_CELL:
+                dropped = len(outputs) - index
+                kept.append(
+                    _marker(
+                        f"{dropped} more outputs of this cell dropped (cap: {cell_cap_chars} characters, "
+                        f"{NOTEBOOK_OUTPUTS_PER_CELL} outputs per cell)"
+                    )
+                )
+                cut += dropped
+                break
+            if "text" in output:
+                allowed = min(cap_chars, budget)
+                if len(output["text"]) > allowed:
+                    output["text"] = (
+                        output["text"][:allowed] + f"\n[harness: output truncated at {allowed} characters]\n"
+                    )
+                    cut += 1
+                budget -= len(output["text"])
+            for mime, data in list(output.get("data", {}).items()):
+                if isinstance(data, str) and len(data) > cap_chars * 50:
+                    output["data"][mime] = f"[harness: {mime} output of {len(data)} characters dropped]"
+                    cut += 1
+            kept.append(output)
+        cell["outputs"] = kept
+    return cut
+
+
+def _marker(text: str) -> NotebookNode:
+    import nbformat
+
+    return nbformat.v4.new_output("stream", name="stderr", text=f"[harness: {text}]\n")
