@@ -171,7 +171,9 @@ class _WarmPool:
             match = next((s for s in self.idle if s.memory_mb == memory_mb and s.proc.poll() is None), None)
             if match is not None:
                 self.idle.remove(match)
-            for other in [s for s in self.idle if s.memory_mb != memory_mb]:
+            # Standbys of another memory limit, and those that died waiting (the OOM killer, a signal), go: a dead
+            # one left here would hold a slot forever and every later scoring would start cold.
+            for other in [s for s in self.idle if s.memory_mb != memory_mb or s.proc.poll() is not None]:
                 self.idle.remove(other)
                 other.discard()
             while len(self.idle) < self.size:  # ready for the next runs
