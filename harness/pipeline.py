@@ -25,7 +25,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 
@@ -33,6 +33,9 @@ from harness.errors import EvaluatorError, InvalidOutputError, SandboxError
 from harness.sandbox import Mount, RunOutcome, RunRequest, RunResult, Sandbox, get_sandbox
 from harness.spec import PHASES, TaskSpec
 from harness.submission import OpenedSubmission, open_submission
+
+if TYPE_CHECKING:
+    from harness.scoring import EvaluatorPool
 
 __all__ = ["EXECUTED_NOTEBOOK", "RunRecord", "evaluate_opened", "evaluate_submission", "truncate_notebook_outputs"]
 
@@ -346,6 +349,7 @@ def evaluate_opened(
     sandbox: str | Sandbox = "docker",
     team: str = "",
     image: str | None = None,
+    evaluators: EvaluatorPool | None = None,
 ) -> RunRecord:
     """Run an opened submission in a sandbox, validate its outputs and score them.
 
@@ -361,6 +365,8 @@ def evaluate_opened(
             between runs (the caller then closes it).
         team: team name for the record.
         image: image to run (default: the task's image, ``spec.image_tag``).
+        evaluators: score in a process taken from this pool (the caller creates and closes it); ``None`` starts
+            a fresh evaluator process.
 
     Returns:
         The :class:`RunRecord`.
@@ -455,7 +461,7 @@ def evaluate_opened(
 
     scoring_started = time.monotonic()
     try:
-        record.scores = score_outputs(spec, output_dir, phase)
+        record.scores = score_outputs(spec, output_dir, phase, pool=evaluators)
         record.status = "succeeded"
     except InvalidOutputError as exc:
         record.status = "invalid_output"

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from harness.errors import EngineUnavailableError, HarnessError, ImageError, SubmissionError
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.sandbox import get_sandbox
-from harness.scoring import warm_evaluators
+from harness.scoring import EvaluatorPool
 from harness.spec import TaskSpec
 from harness.store import Store
 from harness.submission import OpenedSubmission, SubmissionEntry, iter_entries, open_submission
@@ -315,9 +315,9 @@ def evaluate_many(
         futures: dict[cf.Future[RunRecord], _Job] = {}
         waiting = list(reversed(jobs))
         # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
-        warm = warm_evaluators(workers) if scheduler_address is None else contextlib.nullcontext()
+        evaluators = EvaluatorPool(workers) if scheduler_address is None else None
         try:
-            with warm:
+            with evaluators if evaluators is not None else contextlib.nullcontext():
                 # At most `workers` runs in flight: a run's row says `running` only while it really runs, and
                 # after Ctrl-C or SIGKILL nothing that never started is left looking started.
                 while waiting or futures:
@@ -335,6 +335,7 @@ def evaluate_many(
                             artifacts_dir=artifacts_root / f"run-{job.run_id}",
                             sandbox=shared or sandbox,
                             team=job.team,
+                            evaluators=evaluators,
                         )
                         futures[future] = job
                         notify("on_run_started", team=job.team, content_hash=job.opened.content_hash)

@@ -15,7 +15,9 @@ per split and checks the answer (the spec's metric names exactly, each a finite 
 The pipeline calls :func:`score_outputs`, which runs that lifecycle in a separate Python process with the
 evaluator's time limit and an address-space limit, kills its whole process group on expiry and reaps it, and
 re-raises :class:`~harness.errors.InvalidOutputError` or :class:`~harness.errors.EvaluatorError` in the caller.
-POSIX only (process groups, ``resource`` limits).
+A batch passes an :class:`EvaluatorPool` (``score_outputs(..., pool=pool)``) to take processes started ahead of
+time instead of paying Python's and pandas' start-up on each scoring. POSIX only (process groups, ``resource``
+limits).
 
 Modules, each importing only those above it:
 
@@ -24,23 +26,23 @@ Modules, each importing only those above it:
 * :mod:`~harness.scoring.predictions`: :func:`validate_predictions` (bounded read, CSV sniffing, columns, ids);
 * :mod:`~harness.scoring.evaluator`: :class:`Evaluator`, :func:`check_metrics`, :func:`load_evaluator`,
   :func:`evaluate_outputs`;
-* :mod:`~harness.scoring.process`: :func:`score_outputs` and the evaluator processes it starts.
+* :mod:`~harness.scoring.process`: :func:`score_outputs`, the evaluator processes it starts, :class:`EvaluatorPool`.
 """
 
 from __future__ import annotations
 
 from harness.scoring.evaluator import Evaluator, check_metrics, evaluate_outputs, load_evaluator
 from harness.scoring.predictions import validate_predictions
-from harness.scoring.process import score_outputs, warm_evaluators
+from harness.scoring.process import EvaluatorPool, score_outputs
 from harness.scoring.reference import load_reference
 
 __all__ = [
     "Evaluator",
+    "EvaluatorPool",
     "check_metrics",
     "evaluate_outputs",
     "load_evaluator",
     "load_reference",
     "score_outputs",
     "validate_predictions",
-    "warm_evaluators",
 ]

@@ -4,7 +4,8 @@
 the evaluator's time limit and an address-space limit, kills its whole process group on expiry and reaps it, and
 re-raises :class:`~harness.errors.InvalidOutputError` or :class:`~harness.errors.EvaluatorError` in the caller.
 The child reads a pickled request its parent wrote and answers in JSON: nothing an evaluator makes is unpickled by
-the harness. POSIX only (process groups, ``resource`` limits).
+the harness. An :class:`EvaluatorPool` keeps such processes started ahead of time for a batch. POSIX only (process
+groups, ``resource`` limits).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,7 +31,7 @@ from harness.errors import EvaluatorError, HarnessError
 from harness.scoring.evaluator import evaluate_outputs
 from harness.spec import TaskSpec
 
-__all__ = ["score_outputs", "warm_evaluators"]
+__all__ = ["EvaluatorPool", "score_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,56 +158,74 @@ class _Standby:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-class _WarmPool:
-    """Standby evaluator processes shared by the threads of one batch (see :func:`warm_evaluators`)."""
+class EvaluatorPool:
+    """Evaluator processes started ahead of time, each taken by one :func:`score_outputs` call (``pool=``).
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.idle: list[_Standby] = []
-        self.lock = threading.Lock()
+    Starting Python and importing pandas and scikit-learn costs about a second per scoring; a batch of thousands
+    of submissions pays it in the background instead. The pool holds up to ``size`` idle standby processes: each
+    has applied its address-space limit, imported what evaluators use and waits for one request. Each serves
+    exactly one scoring, under the same time and memory limits as a cold process, and is gone after it: nothing an
+    evaluator leaves in memory reaches the next run.
 
-    def take(self, memory_mb: int, env: dict[str, str]) -> _Standby | None:
-        with self.lock:
-            match = next((s for s in self.idle if s.memory_mb == memory_mb and s.proc.poll() is None), None)
+    The pool starts empty (the memory limit is known only at the first scoring). Each :func:`score_outputs` call
+    given the pool takes an idle standby of its ``evaluator.memory_mb`` if there is one, and otherwise starts a cold
+    process as it does without a pool; then it tops the pool up to ``size`` standbys of that limit, discarding
+    those of another limit. A standby that died while waiting (the OOM killer, a signal) is discarded and replaced
+    at the next scoring, which itself runs cold.
+
+    One pool may be shared by the threads of one process (a batch's local workers): taking a standby and closing
+    hold a lock. It cannot cross a process boundary (it holds processes and a lock, and is not picklable), so Dask
+    workers score cold.
+
+    :meth:`close` kills and reaps every idle standby and removes its work folder; a standby already taken belongs to
+    its scoring, which kills it when it ends. A closed pool starts nothing: :func:`score_outputs` given it scores
+    cold. Use the pool as a context manager (``with EvaluatorPool(workers) as pool:``) so it is closed however the
+    block ends.
+
+    Args:
+        size: how many idle standbys to keep ready (at least 1; usually the number of runs scored at once).
+    """
+
+    def __init__(self, size: int = 1) -> None:
+        self.size = max(1, size)
+        self._idle: list[_Standby] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> EvaluatorPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._idle)} idle"
+        return f"EvaluatorPool(size={self.size}, {state})"
+
+    def _take(self, memory_mb: int, env: dict[str, str]) -> _Standby | None:
+        """An idle live standby of ``memory_mb`` (now the caller's to serve and kill) or ``None``; tops up the pool."""
+        with self._lock:
+            if self._closed:
+                return None
+            match = next((s for s in self._idle if s.memory_mb == memory_mb and s.proc.poll() is None), None)
             if match is not None:
-                self.idle.remove(match)
+                self._idle.remove(match)
             # Standbys of another memory limit, and those that died waiting (the OOM killer, a signal), go: a dead
             # one left here would hold a slot forever and every later scoring would start cold.
-            for other in [s for s in self.idle if s.memory_mb != memory_mb or s.proc.poll() is not None]:
-                self.idle.remove(other)
+            for other in [s for s in self._idle if s.memory_mb != memory_mb or s.proc.poll() is not None]:
+                self._idle.remove(other)
                 other.discard()
-            while len(self.idle) < self.size:  # ready for the next runs
-                self.idle.append(_Standby(memory_mb, env))
+            while len(self._idle) < self.size:  # ready for the next runs
+                self._idle.append(_Standby(memory_mb, env))
             return match
 
     def close(self) -> None:
-        with self.lock:
-            for standby in self.idle:
+        """Kill and reap every idle standby and remove its work folder. Idempotent; the pool starts nothing after."""
+        with self._lock:
+            self._closed = True
+            for standby in self._idle:
                 standby.discard()
-            self.idle.clear()
-
-
-_POOL: _WarmPool | None = None
-
-
-@contextlib.contextmanager
-def warm_evaluators(size: int = 1) -> Iterator[None]:
-    """Keep ``size`` evaluator processes started ahead of time while the block runs.
-
-    Starting Python and importing pandas and scikit-learn costs about a second per scoring; a batch of thousands
-    of submissions pays it in the background instead. Each process still serves exactly one scoring under the
-    same time and memory limits, and every standby is killed when the block ends.
-    """
-    global _POOL
-    if _POOL is not None:  # nested: the outer block owns the pool
-        yield
-        return
-    _POOL = _WarmPool(max(1, size))
-    try:
-        yield
-    finally:
-        pool, _POOL = _POOL, None
-        pool.close()
+            self._idle.clear()
 
 
 def _evaluator_env() -> dict[str, str]:
@@ -219,7 +237,9 @@ def _evaluator_env() -> dict[str, str]:
     return env
 
 
-def score_outputs(spec: TaskSpec, output_dir: Path, phase: str) -> dict[str, dict[str, float]]:
+def score_outputs(
+    spec: TaskSpec, output_dir: Path, phase: str, *, pool: EvaluatorPool | None = None
+) -> dict[str, dict[str, float]]:
     """Validate a run's outputs and score them, in a separate process with the evaluator's limits.
 
     The child process runs :meth:`Evaluator.evaluate` under an address-space limit of ``evaluator.memory_mb``
@@ -231,6 +251,8 @@ def score_outputs(spec: TaskSpec, output_dir: Path, phase: str) -> dict[str, dic
         spec: the task spec.
         output_dir: the run's output folder (holding ``spec.predictions.file`` in predictions mode).
         phase: ``validation`` (scored against the public validation labels) or ``test`` (the hidden reference).
+        pool: take a process started ahead of time from this pool (see :class:`EvaluatorPool`); ``None`` (the
+            default), or a pool without a standby of this memory limit, starts a cold process.
 
     Returns:
         ``{split: {metric: value}}``, e.g. ``{"public": {"mae": 21.3, ...}, "private": {...}}``; splits and
@@ -246,8 +268,7 @@ def score_outputs(spec: TaskSpec, output_dir: Path, phase: str) -> dict[str, dic
         raise ValueError(f"unknown phase {phase!r}; expected one of {list(spec.data.references)}")
     time_s = spec.evaluator.time_s
     env = _evaluator_env()
-    pool = _POOL
-    standby = pool.take(spec.evaluator.memory_mb, env) if pool is not None else None
+    standby = pool._take(spec.evaluator.memory_mb, env) if pool is not None else None
     work = standby.work if standby is not None else Path(tempfile.mkdtemp(prefix="harness-score-"))
     try:
         request, result, log = work / "request.pkl", work / "result.json", work / "evaluator.log"
