@@ -26,8 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Final
 
-from harness import errors
-from harness.errors import EvaluatorError, HarnessError
+from harness.errors import EvaluatorError, HarnessError, InvalidOutputError, SpecError
 from harness.scoring.evaluator import evaluate_outputs
 from harness.spec import TaskSpec
 
@@ -40,7 +39,7 @@ _ENTRY_MODULE: Final = "harness.scoring.process"
 _LOG_TAIL_BYTES = 4000
 
 _ERROR_CLASSES: Final[dict[str, type[HarnessError]]] = {
-    cls.__name__: cls for cls in (errors.InvalidOutputError, errors.EvaluatorError, errors.SpecError)
+    cls.__name__: cls for cls in (InvalidOutputError, EvaluatorError, SpecError)
 }
 
 
