@@ -25,7 +25,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import EvaluatorError, InvalidOutputError, SandboxError
 from harness.notebooks import EXECUTED_NOTEBOOK, ExecutedNotebook, read_executed, truncate_notebook_outputs
@@ -38,6 +38,9 @@ from harness.spec import PHASES, TaskSpec
 from harness.status import Status
 from harness.submission import OpenedSubmission, open_submission
 from harness.version import __version__
+
+if TYPE_CHECKING:
+    from harness.scoring import EvaluatorPool
 
 __all__ = ["EXECUTED_NOTEBOOK", "RunRecord", "evaluate_opened", "evaluate_submission", "truncate_notebook_outputs"]
 
@@ -141,6 +144,7 @@ def evaluate_opened(
     sandbox: str | Sandbox = "docker",
     team: str = "",
     image: str | None = None,
+    evaluators: EvaluatorPool | None = None,
 ) -> RunRecord:
     """Run an opened submission in a sandbox, validate its outputs and score them.
 
@@ -156,6 +160,8 @@ def evaluate_opened(
             between runs (the caller then closes it).
         team: team name for the record.
         image: image to run (default: the task's image, ``spec.image_tag``).
+        evaluators: score in a process taken from this pool (the caller creates and closes it); ``None`` starts
+            a fresh evaluator process.
 
     Returns:
         The :class:`RunRecord`.
@@ -249,7 +255,7 @@ def evaluate_opened(
 
     scoring_started = time.monotonic()
     try:
-        record.scores = score_outputs(spec, output_dir, phase)
+        record.scores = score_outputs(spec, output_dir, phase, pool=evaluators)
         record.status = Status.SUCCEEDED
     except InvalidOutputError as exc:
         record.status = Status.INVALID_OUTPUT

@@ -24,7 +24,7 @@ from harness.errors import EngineUnavailableError, ImageError, SubmissionError
 from harness.interrupts import Interrupted
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.sandbox import get_sandbox
-from harness.scoring import warm_evaluators
+from harness.scoring import EvaluatorPool
 from harness.spec import TaskSpec
 from harness.status import Status
 from harness.store import NewSubmission, Plan, Store
@@ -327,9 +327,9 @@ def run_batch(
     renewed = time.monotonic()
     stopped_by: str | None = None
     # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
-    warm = warm_evaluators(workers) if scheduler_address is None else contextlib.nullcontext()
+    evaluators = EvaluatorPool(workers) if scheduler_address is None else None
     try:
-        with warm:
+        with evaluators if evaluators is not None else contextlib.nullcontext():
             while waiting or futures:
                 while waiting and len(futures) < workers:
                     job = waiting.pop()
@@ -345,6 +345,7 @@ def run_batch(
                         artifacts_dir=artifacts_root / f"run-{job.run_id}",
                         sandbox=shared or sandbox,
                         team=job.team,
+                        evaluators=evaluators,
                     )
                     futures[future] = job
                     hooks.run_started(team=job.team, content_hash=job.opened.content_hash)

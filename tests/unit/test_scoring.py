@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
+import subprocess
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,10 +33,12 @@ from spec_fixtures import (
 from harness.errors import EvaluatorError, InvalidOutputError
 from harness.scoring import (
     Evaluator,
+    EvaluatorPool,
     check_metrics,
     evaluate_outputs,
     load_evaluator,
     load_reference,
+    process,
     score_outputs,
     validate_predictions,
 )
@@ -501,8 +506,6 @@ def _our_children() -> set[int]:
 def test_warm_evaluators_score_the_same_keep_limits_and_leave_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.scoring import warm_evaluators
-
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # this test's scratch folders only
@@ -511,12 +514,12 @@ def test_warm_evaluators_score_the_same_keep_limits_and_leave_nothing(
     hanging = toy_spec(tmp_path / "hang", class_name="HangingEvaluator", time_s=3)
     write_predictions(tmp_path / "out", perfect_predictions())
     cold = score_outputs(spec, tmp_path / "out", "test")
-    with warm_evaluators(2):
-        warm = [score_outputs(spec, tmp_path / "out", "test") for _ in range(3)]
+    with EvaluatorPool(2) as pool:
+        warm = [score_outputs(spec, tmp_path / "out", "test", pool=pool) for _ in range(3)]
         assert len(_our_children() - before) == 2  # the standbys wait for the next scoring
         started = time.monotonic()
         with pytest.raises(EvaluatorError, match="time limit of 3 s"):
-            score_outputs(hanging, tmp_path / "out", "test")
+            score_outputs(hanging, tmp_path / "out", "test", pool=pool)
         assert 3 <= time.monotonic() - started < 6
     assert warm == [cold] * 3
     deadline = time.monotonic() + 5
@@ -524,3 +527,106 @@ def test_warm_evaluators_score_the_same_keep_limits_and_leave_nothing(
         time.sleep(0.05)
     assert not _our_children() - before
     assert not list(scratch.iterdir())
+
+
+@pytest.fixture
+def started_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The evaluator processes score_outputs starts, in order: ``cold`` or ``standby``; scratch folders kept apart."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    started: list[str] = []
+    popen = subprocess.Popen
+
+    def spy(args: list[str], *rest: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append("standby" if "_standby_main" in args[2] else "cold")
+        return popen(args, *rest, **kwargs)
+
+    monkeypatch.setattr(process.subprocess, "Popen", spy)
+    return started
+
+
+def _wait_until_no_children(before: set[int]) -> set[int]:
+    deadline = time.monotonic() + 5
+    while _our_children() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _our_children() - before
+
+
+def test_a_pool_serves_a_scoring_from_its_warm_process_and_starts_the_next(
+    tmp_path: Path, started_processes: list[str]
+) -> None:
+    before = _our_children()
+    spec = toy_spec(tmp_path / "task")
+    write_predictions(tmp_path / "out", perfect_predictions())
+    with EvaluatorPool(1) as pool:
+        first = score_outputs(spec, tmp_path / "out", "test", pool=pool)
+        assert sorted(started_processes) == ["cold", "standby"]  # the pool was empty: this one ran cold
+        (standby,) = _our_children() - before
+        started_processes.clear()
+        second = score_outputs(spec, tmp_path / "out", "test", pool=pool)
+        assert started_processes == ["standby"]  # no cold process: the standby served, a new one replaced it
+        assert _gone(standby)
+        (replacement,) = _our_children() - before
+        assert replacement != standby
+    assert second == first
+    assert not _wait_until_no_children(before)
+    assert not list((tmp_path / "scratch").iterdir())
+
+
+def test_without_a_pool_only_a_cold_process_is_started_and_none_is_left(
+    tmp_path: Path, started_processes: list[str]
+) -> None:
+    before = _our_children()
+    spec = toy_spec(tmp_path / "task")
+    write_predictions(tmp_path / "out", perfect_predictions())
+    with EvaluatorPool(2):  # a pool not passed is not used
+        score_outputs(spec, tmp_path / "out", "test")
+        score_outputs(spec, tmp_path / "out", "test", pool=None)
+        assert started_processes == ["cold", "cold"]
+        assert not _wait_until_no_children(before)
+
+
+def test_close_leaves_no_child_process_and_a_closed_pool_scores_cold(
+    tmp_path: Path, started_processes: list[str]
+) -> None:
+    before = _our_children()
+    spec = toy_spec(tmp_path / "task")
+    write_predictions(tmp_path / "out", perfect_predictions())
+    pool = EvaluatorPool(2)
+    expected = score_outputs(spec, tmp_path / "out", "test", pool=pool)
+    assert len(_our_children() - before) == 2
+    pool.close()
+    assert not _wait_until_no_children(before)
+    assert not list((tmp_path / "scratch").iterdir())
+    pool.close()  # idempotent
+    started_processes.clear()
+    assert score_outputs(spec, tmp_path / "out", "test", pool=pool) == expected
+    assert started_processes == ["cold"]
+    assert not _wait_until_no_children(before)
+
+
+def test_a_standby_that_died_waiting_is_replaced(tmp_path: Path, started_processes: list[str]) -> None:
+    before = _our_children()
+    spec = toy_spec(tmp_path / "task")
+    write_predictions(tmp_path / "out", perfect_predictions())
+    with EvaluatorPool(1) as pool:
+        expected = score_outputs(spec, tmp_path / "out", "test", pool=pool)
+        (standby,) = _our_children() - before
+        os.killpg(standby, signal.SIGKILL)  # e.g. the machine's OOM killer
+        # Wait until its death is reportable to waitpid (Popen.poll), without reaping it: /proc shows the leader
+        # as a zombie while its other threads still exit.
+        deadline = time.monotonic() + 5
+        while os.waitid(os.P_PID, standby, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        started_processes.clear()
+        assert score_outputs(spec, tmp_path / "out", "test", pool=pool) == expected
+        assert sorted(started_processes) == ["cold", "standby"]  # no live standby: this one ran cold
+        (replacement,) = _our_children() - before
+        started_processes.clear()
+        assert score_outputs(spec, tmp_path / "out", "test", pool=pool) == expected
+        assert started_processes == ["standby"]  # the replacement served
+        assert _gone(replacement)
+    assert not _wait_until_no_children(before)
+    assert not list((tmp_path / "scratch").iterdir())

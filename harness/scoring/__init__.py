@@ -1,0 +1,48 @@
+"""Scoring: prediction validation, the :class:`Evaluator` base class, and running an evaluator in its own process.
+
+A task author subclasses :class:`Evaluator` and writes one method:
+
+* ``score(predictions, reference) -> {metric: float}`` (``evaluator.mode: predictions``, the default): the base
+  class has already validated the team's prediction file against the spec and aligned it to the reference rows,
+  so row ``i`` of ``predictions`` is the prediction for row ``i`` of ``reference``;
+* or ``score_output_dir(output_dir, reference) -> {metric: float}`` (``evaluator.mode: output_dir``) for tasks
+  whose output is not a prediction table. It may raise :class:`~harness.errors.InvalidOutputError` itself.
+
+The base class owns the rest of the lifecycle: it loads the reference, validates the outputs, splits the reference
+(``public``/``private`` in the test phase, ``validation`` in the validation phase), calls the author's method once
+per split and checks the answer (the spec's metric names exactly, each a finite float).
+
+The pipeline calls :func:`score_outputs`, which runs that lifecycle in a separate Python process with the
+evaluator's time limit and an address-space limit, kills its whole process group on expiry and reaps it, and
+re-raises :class:`~harness.errors.InvalidOutputError` or :class:`~harness.errors.EvaluatorError` in the caller.
+A batch passes an :class:`EvaluatorPool` (``score_outputs(..., pool=pool)``) to take processes started ahead of
+time instead of paying Python's and pandas' start-up on each scoring. POSIX only (process groups, ``resource``
+limits).
+
+Modules, each importing only those above it:
+
+* :mod:`~harness.scoring.columns`: one column of strings to its spec dtype (shared by predictions and reference);
+* :mod:`~harness.scoring.reference`: :func:`load_reference`;
+* :mod:`~harness.scoring.predictions`: :func:`validate_predictions` (bounded read, CSV sniffing, columns, ids);
+* :mod:`~harness.scoring.evaluator`: :class:`Evaluator`, :func:`check_metrics`, :func:`load_evaluator`,
+  :func:`evaluate_outputs`;
+* :mod:`~harness.scoring.process`: :func:`score_outputs`, the evaluator processes it starts, :class:`EvaluatorPool`.
+"""
+
+from __future__ import annotations
+
+from harness.scoring.evaluator import Evaluator, check_metrics, evaluate_outputs, load_evaluator
+from harness.scoring.predictions import validate_predictions
+from harness.scoring.process import EvaluatorPool, score_outputs
+from harness.scoring.reference import load_reference
+
+__all__ = [
+    "Evaluator",
+    "EvaluatorPool",
+    "check_metrics",
+    "evaluate_outputs",
+    "load_evaluator",
+    "load_reference",
+    "score_outputs",
+    "validate_predictions",
+]

@@ -1,0 +1,123 @@
+"""Parsing one column of a prediction or reference file to its spec dtype, and the wording of counts.
+
+Shared by :mod:`harness.scoring.predictions` (a team's file) and :mod:`harness.scoring.reference` (the truth); the
+names here are private to :mod:`harness.scoring`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from harness.spec import ColumnSpec
+
+#: Values read as "missing" in a numeric or bool prediction column (after stripping blanks, case-insensitive).
+_MISSING_TOKENS: Final = frozenset({"", "nan", "na", "n/a", "null", "none", "<na>", "-nan"})
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}([,.' ]\d{3})+([.,]\d+)?$")
+_BOOL_VALUES: Final = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{_fmt(n)} {word if n == 1 else (plural or word + 's')}"
+
+
+def _are(n: int) -> str:
+    return "is" if n == 1 else "are"
+
+
+def _first_id(ids: pd.Series, mask: np.ndarray | pd.Series) -> str:
+    hits = ids[np.asarray(mask, dtype=bool)]
+    return str(hits.iloc[0]) if len(hits) else "?"
+
+
+def _parse_column(column: ColumnSpec, raw: pd.Series, ids: pd.Series, name: str) -> tuple[pd.Series, list[str]]:
+    """Convert one column of strings to its spec dtype; return the values and the problems found."""
+    problems: list[str] = []
+    col = column.name
+    stripped = raw.str.strip()
+    missing = stripped.str.lower().isin(_MISSING_TOKENS).to_numpy()
+    if column.dtype == "string":
+        empty = (stripped == "").to_numpy()
+        if empty.any():
+            problems.append(
+                f"column {col!r} has {_plural(int(empty.sum()), 'empty value')}; first at id {_first_id(ids, empty)}"
+            )
+        return raw.astype(object), problems
+    if missing.any():
+        problems.append(
+            f"column {col!r} has {_plural(int(missing.sum()), 'missing or NaN value')}; first at id "
+            f"{_first_id(ids, missing)}; predict a number for every row (fill gaps, e.g. with the training mean)"
+            if column.dtype != "bool"
+            else f"column {col!r} has {_plural(int(missing.sum()), 'missing value')}; first at id "
+            f"{_first_id(ids, missing)}"
+        )
+    if column.dtype == "bool":
+        lowered = stripped.str.lower()
+        bad = (~lowered.isin(list(_BOOL_VALUES)) & ~missing).to_numpy()
+        if bad.any():
+            problems.append(
+                f"column {col!r} must hold true/false (or 1/0); {_plural(int(bad.sum()), 'value')} "
+                f"{_are(int(bad.sum()))} not, first: {stripped[bad].iloc[0]!r} at id {_first_id(ids, bad)}"
+            )
+        return lowered.map(_BOOL_VALUES).astype(object), problems
+    numbers = pd.to_numeric(stripped.where(~missing, None), errors="coerce").astype("float64")
+    unparsable = numbers.isna().to_numpy() & ~missing
+    if unparsable.any():
+        first = str(stripped[unparsable].iloc[0])
+        thousands = stripped[unparsable].str.match(_THOUSANDS)
+        problem = (
+            f"column {col!r} must hold numbers ({column.dtype}); {_plural(int(unparsable.sum()), 'value')} "
+            f"{'is' if unparsable.sum() == 1 else 'are'} not, first: {first!r} at id "
+            f"{_first_id(ids, unparsable)}"
+        )
+        if thousands.any():
+            problem += (
+                "; write numbers without thousands separators and with a '.' decimal point "
+                "(1234.5, not 1,234.5), e.g. df.to_csv(path, index=False)"
+            )
+        problems.append(problem)
+    values = numbers.to_numpy()
+    infinite = np.isinf(values)
+    if infinite.any():
+        problems.append(
+            f"column {col!r} has {_plural(int(infinite.sum()), 'infinite value')} (inf); first at id "
+            f"{_first_id(ids, infinite)}; predictions must be finite numbers"
+        )
+    finite = np.isfinite(values)
+    if column.min is not None or column.max is not None:
+        lo = -math.inf if column.min is None else column.min
+        hi = math.inf if column.max is None else column.max
+        out = finite & ((values < lo) | (values > hi))
+        if out.any():
+            problems.append(
+                f"column {col!r} has {_plural(int(out.sum()), 'value')} outside the accepted range "
+                f"[{lo:g}, {hi:g}]; first: {values[out][0]:g} at id {_first_id(ids, out)}"
+            )
+    if column.dtype == "int":
+        fractional = finite & (values != np.round(values))
+        if fractional.any():
+            problems.append(
+                f"column {col!r} must hold whole numbers (int); {_plural(int(fractional.sum()), 'value')}"
+                f" {'has' if fractional.sum() == 1 else 'have'} a fraction, first: {values[fractional][0]:g} at id "
+                f"{_first_id(ids, fractional)}"
+            )
+            return numbers, problems
+        huge = finite & ((values >= 2.0**63) | (values < -(2.0**63)))  # astype("int64") would wrap them silently
+        if huge.any():
+            problems.append(
+                f"column {col!r} must hold whole numbers (int) between -9.2e18 and 9.2e18; "
+                f"{_plural(int(huge.sum()), 'value')} {_are(int(huge.sum()))} outside, first: {values[huge][0]:g} "
+                f"at id {_first_id(ids, huge)}"
+            )
+        if problems:
+            return numbers, problems
+        return numbers.astype("int64"), problems
+    return numbers, problems
