@@ -29,7 +29,7 @@ from typing import Any
 
 import nbformat
 
-from harness.errors import EvaluatorError, InvalidOutputError, SandboxError
+from harness.errors import EngineUnavailableError, EvaluatorError, InvalidOutputError, SandboxError
 from harness.sandbox import Mount, RunOutcome, RunRequest, RunResult, Sandbox, get_sandbox
 from harness.spec import PHASES, TaskSpec
 from harness.submission import OpenedSubmission, open_submission
@@ -420,18 +420,16 @@ def evaluate_opened(
     runner = get_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
     try:
         result = runner.run(request)
+    except EngineUnavailableError:
+        raise
     except SandboxError as exc:
-        if type(exc).__name__ == "EngineUnavailableError":
-            raise
         record.reason = f"the sandbox failed: {exc}"
         record.finished_at = dt.datetime.now(dt.UTC)
         (artifacts_dir / "log.txt").write_text(exc.log_tail or "", encoding="utf-8")
         return record
     finally:
         if isinstance(sandbox, str):
-            close = getattr(runner, "close", None)
-            if close is not None:
-                close()
+            runner.close()
     (artifacts_dir / "log.txt").write_text(result.log, encoding="utf-8")
     record.duration_s = result.duration_s
     record.peak_memory_mb = result.peak_memory_mb

@@ -356,9 +356,7 @@ def evaluate_many(
             raise
         finally:
             if shared is not None:
-                close = getattr(shared, "close", None)
-                if close is not None:
-                    close()  # removes the containers of runs still going (after Ctrl-C or an error)
+                shared.close()  # stops the runs still going (after Ctrl-C or an error): containers, processes
             shutdown()
     finally:
         store.release_lease(spec.id)
