@@ -369,8 +369,6 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
 
     name: str
     isolated: ClassVar[bool] = True
-    #: Whether ``run.duration_s`` is measured after ``_stop`` instead of at the command's end.
-    _duration_after_stop: ClassVar[bool] = False
 
     @final
     def run(self, request: RunRequest) -> RunResult:
@@ -429,7 +427,6 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
             finally:
                 run.exited.set()
 
-        started = 0.0
         try:
             self._start(run)
             started = time.monotonic()
@@ -448,15 +445,12 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
             if run.killed_for is not None:
                 self._kill(run)
                 run.exited.wait(10.0)
-            if not self._duration_after_stop:
-                run.duration_s = time.monotonic() - started
+            run.duration_s = time.monotonic() - started
             if failure:
                 raise failure[0]
             run.exit_code = exit_box[0] if exit_box else None
         finally:
             self._stop(run)
-        if self._duration_after_stop:
-            run.duration_s = time.monotonic() - started
 
     # -- the steps a sandbox implements ------------------------------------------------------------------------
     @abc.abstractmethod

@@ -130,7 +130,6 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
 
     name = "process"
     isolated = False
-    _duration_after_stop = True
 
     def __init__(self, *, work_dir: Path | None = None, poll_interval_s: float = 0.25) -> None:
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
