@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import EvaluatorError, InvalidOutputError, SandboxError
+from harness.errors import EngineUnavailableError, EvaluatorError, InvalidOutputError, SandboxError
 from harness.notebooks import EXECUTED_NOTEBOOK, ExecutedNotebook, read_executed, truncate_notebook_outputs
 from harness.notebooks import NOTEBOOK_CELL_CAP_CHARS as NOTEBOOK_CELL_CAP_CHARS
 from harness.notebooks import NOTEBOOK_OUTPUT_CAP_CHARS as NOTEBOOK_OUTPUT_CAP_CHARS
@@ -221,18 +221,16 @@ def evaluate_opened(
     runner = get_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
     try:
         result = runner.run(request)
+    except EngineUnavailableError:
+        raise
     except SandboxError as exc:
-        if type(exc).__name__ == "EngineUnavailableError":
-            raise
         record.reason = f"the sandbox failed: {exc}"
         record.finished_at = dt.datetime.now(dt.UTC)
         (artifacts_dir / "log.txt").write_text(exc.log_tail or "", encoding="utf-8")
         return record
     finally:
         if isinstance(sandbox, str):
-            close = getattr(runner, "close", None)
-            if close is not None:
-                close()
+            runner.close()
     (artifacts_dir / "log.txt").write_text(result.log, encoding="utf-8")
     record.duration_s = result.duration_s
     record.peak_memory_mb = result.peak_memory_mb

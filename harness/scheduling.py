@@ -369,9 +369,7 @@ def run_batch(
         raise
     finally:
         if shared is not None:
-            close = getattr(shared, "close", None)
-            if close is not None:
-                close()  # removes the containers of runs still going (after Ctrl-C or an error)
+            shared.close()  # stops the runs still going (after Ctrl-C or an error): containers, processes
         shutdown()
         if stopped_by is not None:
             # The sandboxes are gone: say so in the store now (an engine lost mid-batch leaves its runs `running`

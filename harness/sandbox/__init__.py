@@ -1,10 +1,17 @@
-"""Sandboxes: run untrusted team code with limits. See :mod:`harness.sandbox.base` for the contract.
+"""Sandboxes: run untrusted team code with limits. See :mod:`harness.sandbox.base` for the contract and the run
+lifecycle (:class:`BaseSandbox`) every implementation shares.
 
 Implementations are registered explicitly in :data:`SANDBOXES` and imported only when asked for:
 
 * ``docker`` (:class:`harness.sandbox.docker.DockerSandbox`): production; isolates (the default).
 * ``process`` (:class:`harness.sandbox.process.ProcessSandbox`): a local subprocess for laptops without Docker;
   does NOT isolate.
+
+A sandbox is a context manager (``with get_sandbox() as box: ...``); ``close()`` stops what it still runs.
+
+Modules: ``base`` (contract, lifecycle, signal guards), ``docker`` (policy and the Docker sandbox), ``engine`` (the
+thin Docker SDK layer), ``output`` (output trees and capped output areas), ``memory`` (memory sampling of a
+container), ``logs`` (the bounded log and its pump), ``process`` (the process sandbox).
 """
 
 from __future__ import annotations
@@ -12,9 +19,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.errors import SandboxError
-from harness.sandbox.base import Limits, Mount, RunOutcome, RunRequest, RunResult, Sandbox
+from harness.sandbox.base import BaseSandbox, Limits, Mount, RunOutcome, RunRequest, RunResult, Sandbox
 
-__all__ = ["SANDBOXES", "Limits", "Mount", "RunOutcome", "RunRequest", "RunResult", "Sandbox", "get_sandbox"]
+__all__ = [
+    "SANDBOXES",
+    "BaseSandbox",
+    "Limits",
+    "Mount",
+    "RunOutcome",
+    "RunRequest",
+    "RunResult",
+    "Sandbox",
+    "get_sandbox",
+]
 
 
 def _docker() -> Sandbox:

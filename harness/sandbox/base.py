@@ -1,31 +1,46 @@
-"""The sandbox contract: what a run asks for and what it gets back, plus helpers both implementations share.
+"""The sandbox contract and the one run lifecycle every sandbox shares.
 
 A :class:`Sandbox` runs one command from one image with mounts and limits, and returns a :class:`RunResult`.
 Implementations: ``docker`` (production, isolating) and ``process`` (a local subprocess for team laptops
 without Docker; it does NOT isolate). Both take the same :class:`RunRequest`.
 
-Shared helpers (used by :mod:`harness.sandbox.docker` and :mod:`harness.sandbox.process`, not part of the
-public API): :class:`LogCollector` keeps a bounded log while a run prints without bound, and
-:func:`copy_output_tree` copies a run's output folder without following links and within a byte budget.
+:class:`BaseSandbox` owns the lifecycle of a run, written once: validate the request, start the command, wait for
+it in a waiter thread under a deadline, kill it at a limit, stop what was started, collect the outputs, release
+everything, build the result. A sandbox implements the steps (``_prepare``, ``_start``, ``_wait``, ``_kill``,
+``_stop``, ``_collect``, ``_release``; see :class:`BaseSandbox`). Signal safety is the lifecycle's too:
+:func:`sigterm_unwinds` makes a SIGTERM unwind through the clean-up, :func:`deferred_signals` holds Ctrl-C back
+while it runs.
+
+The shared pieces live beside this module: :mod:`harness.sandbox.logs` (the bounded log and its pump) and
+:mod:`harness.sandbox.output` (walking, sanitizing and copying output trees). :class:`LogCollector`,
+:func:`copy_output_tree` and the log constants are re-exported here, where they used to live.
 """
 
 from __future__ import annotations
 
-import collections
+import abc
 import contextlib
 import enum
 import logging
 import os
 import signal
-import stat
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, Self, TypeVar, final, runtime_checkable
+
+from harness.errors import SandboxError
+from harness.sandbox.logs import LOG_TAIL_BYTES, LOG_TRUNCATED_MARKER, LogCollector
+from harness.sandbox.output import copy_output_tree
 
 __all__ = [
+    "LOG_TAIL_BYTES",
     "LOG_TRUNCATED_MARKER",
+    "BaseSandbox",
+    "Collected",
+    "Execution",
     "Limits",
     "LogCollector",
     "Mount",
@@ -157,19 +172,11 @@ class RunResult:
         return self.outcome is RunOutcome.EXITED and self.exit_code == 0
 
 
-#: Appended to a log that was cut at its cap: ``"\n[harness: log truncated at 256 KiB; 104857600 bytes dropped]\n"``.
-LOG_TRUNCATED_MARKER = "[harness: log truncated"
-
-#: Bytes of the end of a cut log kept in :attr:`RunResult.log_tail`.
-LOG_TAIL_BYTES = 4096
-
-# Room kept free under the cap for the marker, so that log + marker never exceed ``log_kb`` KiB.
-_MARKER_RESERVE = 128
-
-
 @runtime_checkable
 class Sandbox(Protocol):
     """Runs one :class:`RunRequest` and always cleans up after it (container/process removed, even on Ctrl-C).
+
+    A sandbox is a context manager: ``with get_sandbox("docker") as box: box.run(request)`` closes it at the end.
 
     Raises (from ``run``):
         EngineUnavailableError: no engine to run in (docker only).
@@ -183,8 +190,17 @@ class Sandbox(Protocol):
         """Run the request to completion and return what happened."""
         ...
 
+    def close(self) -> None:
+        """Stop the runs still in progress in other threads (they end with :class:`SandboxError`) and release
+        what the sandbox holds (e.g. its engine connection). The sandbox may be used again afterwards."""
+        ...
 
-# --- helpers shared by the implementations ---------------------------------------------------------------
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+# --- checking a request ----------------------------------------------------------------------------------
 
 
 def validate_request(request: RunRequest) -> None:
@@ -194,7 +210,6 @@ def validate_request(request: RunRequest) -> None:
         SandboxError: the command is empty, a mount source or the output folder does not exist, the output
             folder is not empty, a path is not absolute, or a limit is not positive.
     """
-    from harness.errors import SandboxError
 
     if not request.command:
         raise SandboxError("the command is empty")
@@ -217,138 +232,7 @@ def validate_request(request: RunRequest) -> None:
         raise SandboxError(f"every limit must be positive, got {limits}")
 
 
-class LogCollector:
-    """Keeps the head of a stream of output bytes up to a cap, counts the rest and keeps its tail.
-
-    Memory stays bounded (cap + :data:`LOG_TAIL_BYTES` + one chunk) however much is fed. Thread-safe:
-    one thread may :meth:`feed` while another reads :meth:`render`.
-
-    Args:
-        cap_bytes: most bytes the rendered log may take, marker included.
-    """
-
-    def __init__(self, cap_bytes: int) -> None:
-        self.cap_bytes = cap_bytes
-        self._keep = max(cap_bytes - _MARKER_RESERVE, 0)
-        self._head = bytearray()
-        self._tail: collections.deque[bytes] = collections.deque()
-        self._tail_len = 0
-        self.dropped_bytes = 0
-        self.total_bytes = 0
-        self._lock = threading.Lock()
-
-    def feed(self, chunk: bytes) -> None:
-        """Add a chunk of output (any size; bytes past the cap are counted and only the tail is kept)."""
-        if not chunk:
-            return
-        with self._lock:
-            self.total_bytes += len(chunk)
-            room = self._keep - len(self._head)
-            if room > 0:
-                self._head += chunk[:room]
-                chunk = chunk[room:]
-            if not chunk:
-                return
-            self.dropped_bytes += len(chunk)
-            if len(chunk) >= LOG_TAIL_BYTES:
-                self._tail.clear()
-                self._tail.append(bytes(chunk[-LOG_TAIL_BYTES:]))
-                self._tail_len = LOG_TAIL_BYTES
-                return
-            self._tail.append(bytes(chunk))
-            self._tail_len += len(chunk)
-            while self._tail_len - len(self._tail[0]) >= LOG_TAIL_BYTES:
-                self._tail_len -= len(self._tail.popleft())
-
-    @property
-    def truncated(self) -> bool:
-        """Whether any byte was dropped."""
-        return self.dropped_bytes > 0
-
-    def render(self) -> tuple[str, bool, str]:
-        """The log as the result carries it.
-
-        Returns:
-            ``(log, truncated, tail)``: the kept head decoded as UTF-8 with replacement, plus a marker line
-            ``"[harness: log truncated at N KiB; M bytes dropped]"`` when cut; whether it was cut; the last
-            :data:`LOG_TAIL_BYTES` bytes of the dropped part (``""`` when nothing was dropped).
-        """
-        with self._lock:
-            head = self._head.decode("utf-8", errors="replace")
-            if not self.dropped_bytes:
-                return head, False, ""
-            tail = b"".join(self._tail)[-LOG_TAIL_BYTES:].decode("utf-8", errors="replace")
-            kb = self.cap_bytes / 1024
-            marker = f"\n{LOG_TRUNCATED_MARKER} at {kb:g} KiB; {self.dropped_bytes} bytes dropped]\n"
-            return head + marker, True, tail
-
-
-def copy_output_tree(source: Path, dest: Path, budget_bytes: int) -> tuple[int, bool, list[str]]:
-    """Copy a run's output folder to the host without trusting its content.
-
-    Only regular files and folders are copied; symbolic links, devices, FIFOs and sockets are skipped (a link
-    could point at a host file that the evaluator would then read). Files are opened with ``O_NOFOLLOW``.
-    Sizes count against ``budget_bytes`` by their apparent length, so sparse files and hard links cannot
-    inflate the host copy beyond the budget; a file that does not fit is dropped.
-
-    Args:
-        source: folder written by the run.
-        dest: existing empty host folder that receives the copy.
-        budget_bytes: most bytes copied in total.
-
-    Returns:
-        ``(copied_bytes, over_budget, skipped)``: bytes written to ``dest``; whether something was dropped for
-        lack of budget; relative paths of entries skipped (links, special files, over budget).
-    """
-    copied = 0
-    over = False
-    skipped: list[str] = []
-    for root, dirs, files in os.walk(source, followlinks=False):
-        rel_root = Path(root).relative_to(source)
-        for name in list(dirs):
-            src = Path(root) / name
-            st = os.lstat(src)
-            if not stat.S_ISDIR(st.st_mode):  # a symlink to a folder shows up in dirs
-                dirs.remove(name)
-                skipped.append(str(rel_root / name))
-                continue
-            (dest / rel_root / name).mkdir(exist_ok=True)
-        for name in files:
-            rel = rel_root / name
-            src = Path(root) / name
-            st = os.lstat(src)
-            if not stat.S_ISREG(st.st_mode):
-                skipped.append(str(rel))
-                continue
-            if copied + st.st_size > budget_bytes:
-                over = True
-                skipped.append(str(rel))
-                continue
-            copied += _copy_regular_file(src, dest / rel, budget_bytes - copied)
-    if skipped:
-        logger.warning(
-            "output copy skipped %s entries (links, special files or over the cap): %s", len(skipped), skipped[:5]
-        )
-    return copied, over, skipped
-
-
-def _copy_regular_file(src: Path, dst: Path, budget_bytes: int) -> int:
-    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
-    written = 0
-    try:
-        with os.fdopen(fd, "rb", closefd=False) as fin, open(dst, "xb") as fout:
-            while written < budget_bytes:
-                chunk = fin.read(min(1 << 20, budget_bytes - written))
-                if not chunk:
-                    break
-                fout.write(chunk)
-                written += len(chunk)
-    finally:
-        os.close(fd)
-    return written
-
-
-# --- signal safety (shared) -------------------------------------------------------------------------------------------
+# --- signal safety ---------------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -395,3 +279,230 @@ def sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# --- the run lifecycle ----------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False, kw_only=True)
+class Execution:
+    """One run in progress, as the lifecycle tracks it; each sandbox subclasses it for its own handles.
+
+    Attributes:
+        request: the run's request.
+        name: the run's name in logs and thread names when the request has no label (e.g. the container's).
+        poll_s: seconds between two :meth:`BaseSandbox._exceeded` checks while the command runs (``None``: none).
+        warnings: notes for :attr:`RunResult.warnings`.
+        image_id: for :attr:`RunResult.image_id`.
+        logs: the bounded log the sandbox's pump feeds (``request.limits.log_kb`` KiB).
+        exited: set when :meth:`BaseSandbox._wait` returned (or failed).
+        exit_code: what ``_wait`` returned, once the lifecycle read it; ``_collect`` may fill it in when ``None``.
+        killed_for: the limit the lifecycle killed the command for (``TIMED_OUT``, ``OUTPUT_LIMIT``), or ``None``.
+        duration_s: wall-clock seconds from the command's start to its end.
+        log, log_truncated, log_tail: the rendered log (:meth:`LogCollector.render`), set before ``_collect``.
+    """
+
+    request: RunRequest
+    name: str = "-"
+    poll_s: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    image_id: str = ""
+    logs: LogCollector = field(init=False)
+    exited: threading.Event = field(default_factory=threading.Event, init=False)
+    exit_code: int | None = field(default=None, init=False)
+    killed_for: RunOutcome | None = field(default=None, init=False)
+    duration_s: float = field(default=0.0, init=False)
+    log: str = field(default="", init=False)
+    log_truncated: bool = field(default=False, init=False)
+    log_tail: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.logs = LogCollector(int(self.request.limits.log_kb) * 1024)
+
+
+class Collected(NamedTuple):
+    """What :meth:`BaseSandbox._collect` found after the command ended.
+
+    Attributes:
+        outcome: how the command ended, when the lifecycle did not kill it (a limit it killed for comes first).
+        output_bytes: bytes in the request's output folder.
+        peak_memory_mb: peak memory use in MiB (``None`` if unknown); the lifecycle rounds it.
+    """
+
+    outcome: RunOutcome
+    output_bytes: int
+    peak_memory_mb: float | None
+
+
+RunT = TypeVar("RunT", bound=Execution)
+
+
+class BaseSandbox(abc.ABC, Generic[RunT]):
+    """The run lifecycle, written once; a sandbox implements its steps for one kind of ``RunT`` (an :class:`Execution`).
+
+    :meth:`run` (final) calls, in this order:
+
+    1. :func:`validate_request` (a malformed request starts nothing);
+    2. ``run = _prepare(request)``: checks that leave nothing to clean up (the image exists) and the per-run state;
+    3. with SIGTERM unwinding like an exception (:func:`sigterm_unwinds`):
+
+       a. ``_start(run)``: acquire the run's resources (output area, scratch folder), start the command and a
+          :class:`~harness.sandbox.logs.LogPump` into ``run.logs``; set what it made on ``run`` as it goes;
+       b. a waiter thread blocks in ``_wait(run)`` until the command ends (its exit code);
+       c. the deadline loop: wait for the exit, and every ``run.poll_s`` seconds ask ``_exceeded(run)``; at
+          ``limits.time_s`` (``TIMED_OUT``) or when exceeded (``OUTPUT_LIMIT``) call ``_kill(run)`` and wait up
+          to 10 s for the exit; then ``run.duration_s``; a failure of ``_wait`` is raised here;
+       d. ``_stop(run)``, whatever happened (also after a partial ``_start``): stop what ``_start`` started that
+          is still going (the command if not ended, the pump, samplers);
+       e. on success only, ``_collect(run)``: the outputs and the outcome (:class:`Collected`);
+       f. ``_release(run)``, whatever happened, with Ctrl-C/SIGTERM held back (:func:`deferred_signals`):
+          release what ``_start`` acquired (it may have stopped half-way);
+
+    4. the :class:`RunResult` (``exit_code`` is ``None`` when killed) and one log line.
+
+    A step that must not be interrupted by Ctrl-C wraps itself in :func:`deferred_signals`.
+
+    Attributes:
+        name: the sandbox's name (:attr:`RunResult.sandbox`).
+        isolated: :attr:`RunResult.isolated`.
+    """
+
+    name: str
+    isolated: ClassVar[bool] = True
+
+    @final
+    def run(self, request: RunRequest) -> RunResult:
+        """Run the request to completion and clean up after it, whatever happens (see the class docs for the steps).
+
+        Raises:
+            SandboxError: the request is malformed or the sandbox failed (subclasses document more).
+        """
+        validate_request(request)
+        run = self._prepare(request)
+        with sigterm_unwinds():
+            try:
+                self._supervise(run)
+                run.log, run.log_truncated, run.log_tail = run.logs.render()
+                collected = self._collect(run)
+            finally:
+                with deferred_signals():
+                    self._release(run)
+        outcome = run.killed_for if run.killed_for is not None else collected.outcome
+        peak_mb = collected.peak_memory_mb
+        result = RunResult(
+            outcome=outcome,
+            exit_code=None if run.killed_for else run.exit_code,
+            duration_s=round(run.duration_s, 3),
+            peak_memory_mb=round(peak_mb, 1) if peak_mb is not None else None,
+            log=run.log,
+            log_truncated=run.log_truncated,
+            output_bytes=collected.output_bytes,
+            image_id=run.image_id,
+            sandbox=self.name,
+            log_tail=run.log_tail,
+            isolated=self.isolated,
+            warnings=tuple(run.warnings),
+        )
+        logging.getLogger(type(self).__module__).info(
+            "run %s: %s exit=%s %.2fs peak=%s MiB log=%s B",
+            request.label or run.name,
+            result.outcome.value,
+            result.exit_code,
+            result.duration_s,
+            result.peak_memory_mb,
+            run.logs.total_bytes,
+        )
+        return result
+
+    def _supervise(self, run: RunT) -> None:
+        """Steps 3a-3d: start, wait under the deadline, kill at a limit, stop."""
+        exit_box: list[int | None] = []
+        failure: list[BaseException] = []
+
+        def _waiter() -> None:
+            try:
+                exit_box.append(self._wait(run))
+            except BaseException as exc:  # surfaced in the calling thread
+                failure.append(exc)
+            finally:
+                run.exited.set()
+
+        try:
+            self._start(run)
+            started = time.monotonic()
+            threading.Thread(target=_waiter, name=f"{run.name}-wait", daemon=True).start()
+            deadline = started + float(run.request.limits.time_s)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    run.killed_for = RunOutcome.TIMED_OUT
+                    break
+                if run.exited.wait(remaining if run.poll_s is None else min(remaining, run.poll_s)):
+                    break
+                if self._exceeded(run):
+                    run.killed_for = RunOutcome.OUTPUT_LIMIT
+                    break
+            if run.killed_for is not None:
+                self._kill(run)
+                run.exited.wait(10.0)
+            run.duration_s = time.monotonic() - started
+            if failure:
+                raise failure[0]
+            run.exit_code = exit_box[0] if exit_box else None
+        finally:
+            self._stop(run)
+
+    # -- the steps a sandbox implements ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _prepare(self, request: RunRequest) -> RunT:
+        """The per-run state, after checks that leave nothing to clean up (nothing is started yet).
+
+        Raises:
+            SandboxError: the run cannot be made here (e.g. :class:`~harness.errors.ImageError`).
+        """
+
+    @abc.abstractmethod
+    def _start(self, run: RunT) -> None:
+        """Acquire the run's resources, start the log pump and the command; returns once the command runs.
+
+        Record each resource on ``run`` as soon as it exists: if this raises, ``_stop`` and ``_release`` clean up
+        what is recorded.
+        """
+
+    @abc.abstractmethod
+    def _wait(self, run: RunT) -> int | None:
+        """Block until the command ends (runs in the waiter thread); returns its exit code (``None``: unknown)."""
+
+    @abc.abstractmethod
+    def _kill(self, run: RunT) -> None:
+        """Kill the command now (it may have ended already)."""
+
+    def _exceeded(self, run: RunT) -> bool:
+        """Whether the run wrote more output than its cap and must be killed (polled every ``run.poll_s``)."""
+        return False
+
+    @abc.abstractmethod
+    def _stop(self, run: RunT) -> None:
+        """Stop what ``_start`` started and is still going; called in a ``finally``, also after a partial start."""
+
+    @abc.abstractmethod
+    def _collect(self, run: RunT) -> Collected:
+        """After a run that was not interrupted: bring its outputs into ``request.output_dir`` and judge its outcome.
+
+        Raises:
+            SandboxError: the sandbox failed while collecting.
+        """
+
+    @abc.abstractmethod
+    def _release(self, run: RunT) -> None:
+        """Release what ``_start`` acquired (possibly half of it); called with signals held back, whatever happened."""
+
+    # -- closing -----------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the runs in progress in other threads and release what the sandbox holds (here: nothing)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

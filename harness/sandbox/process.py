@@ -45,26 +45,19 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from harness.errors import SandboxError
-from harness.sandbox.base import (
-    LogCollector,
-    RunOutcome,
-    RunRequest,
-    RunResult,
-    deferred_signals,
-    sigterm_unwinds,
-    validate_request,
-)
+from harness.sandbox.base import BaseSandbox, Collected, Execution, RunOutcome, RunRequest, deferred_signals
+from harness.sandbox.logs import LogPump
+from harness.sandbox.output import sanitize_output_tree, tree_size
 
 __all__ = ["NOT_ISOLATED_WARNING", "ProcessSandbox", "launcher_argv", "map_paths"]
 
@@ -105,8 +98,27 @@ def map_paths(text: str, mapping: Mapping[str, str]) -> str:
     return pattern.sub(lambda m: mapping.get(m.group(1)) or mapping[m.group(1) + "/"], text)
 
 
-class ProcessSandbox:
-    """Runs a :class:`RunRequest` as a local subprocess with rlimits. Does NOT isolate (see the module docs).
+@dataclass(eq=False, kw_only=True)
+class _ProcessRun(Execution):
+    """One local run: what :meth:`ProcessSandbox._start` made, as it made it."""
+
+    scratch: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    pump: LogPump | None = None
+    maxrss_kib: int = 0
+    closed: bool = False  # killed by ProcessSandbox.close()
+
+
+class ProcessSandbox(BaseSandbox[_ProcessRun]):
+    """Runs a :class:`RunRequest` as a local process group with rlimits. Does NOT isolate (see the module docs).
+
+    :meth:`run` (the lifecycle of :class:`~harness.sandbox.base.BaseSandbox`) kills what is left of the process
+    group whatever happens, and returns the run's :class:`~harness.sandbox.base.RunResult` with
+    ``isolated=False``; ``request.image`` is ignored (the harness's own Python runs the command). Outcome
+    precedence: killed by the harness (``TIMED_OUT``, ``OUTPUT_LIMIT``), then ``OUT_OF_MEMORY`` (see the module
+    docs), then ``OUTPUT_LIMIT`` (a file reached the cap, or the total passed it), then ``EXITED``. ``run`` raises
+    :class:`SandboxError` when the request is malformed or the sandbox cannot start at all; a command that is not
+    found is the team's problem: it exits 127 with "harness: cannot start ..." in the log.
 
     Args:
         work_dir: parent of each run's scratch folder (HOME, TMPDIR); default: the system temp folder.
@@ -117,10 +129,13 @@ class ProcessSandbox:
     """
 
     name = "process"
+    isolated = False
 
     def __init__(self, *, work_dir: Path | None = None, poll_interval_s: float = 0.25) -> None:
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
         self.poll_interval_s = poll_interval_s
+        self._active: set[_ProcessRun] = set()  # runs whose command has not been reaped yet
+        self._lock = threading.Lock()
 
     # -- paths and environment ------------------------------------------------------------------------------
     @staticmethod
@@ -165,79 +180,22 @@ class ProcessSandbox:
         mapped = map_paths(request.workdir, self.path_map(request))
         return mapped if mapped != request.workdir or Path(mapped).is_dir() else str(scratch / "home")
 
-    # -- running --------------------------------------------------------------------------------------------
-    def run(self, request: RunRequest) -> RunResult:
-        """Run the request as a local process group and kill what is left of it, whatever happens.
-
-        Args:
-            request: what to run; ``request.image`` is ignored (the harness's own Python runs the command).
-
-        Returns:
-            The run's :class:`RunResult` with ``isolated=False``. Outcome precedence: killed by the harness
-            (``TIMED_OUT``, ``OUTPUT_LIMIT``), then ``OUT_OF_MEMORY`` (see the module docs), then
-            ``OUTPUT_LIMIT`` (a file reached the cap, or the total passed it), then ``EXITED``.
-
-        Raises:
-            SandboxError: the request is malformed or the sandbox cannot start at all. A command that is not
-                found is the team's problem: it exits 127 with "harness: cannot start ..." in the log.
-        """
-        validate_request(request)
+    # -- the lifecycle's steps (see BaseSandbox) ---------------------------------------------------------------
+    def _prepare(self, request: RunRequest) -> _ProcessRun:
         logger.warning("%s (run %s)", NOT_ISOLATED_WARNING, request.label or "-")
-        limits = request.limits
-        logs = LogCollector(int(limits.log_kb) * 1024)
-        cap_bytes = int(limits.output_mb) * 1024 * 1024
-        output_dir = Path(request.output_dir)
-        scratch = Path(tempfile.mkdtemp(prefix="harness-process-", dir=self.work_dir))
-        try:
-            for sub in ("home", "tmp"):
-                (scratch / sub).mkdir()
-            argv = self.command(request)
-            env = self.environment(request, scratch)
-            cwd = self._cwd(request, scratch)
-            with sigterm_unwinds():
-                code, killed_for, duration, maxrss_kib = self._execute(argv, env, cwd, limits, logs, output_dir)
-        finally:
-            with deferred_signals():
-                shutil.rmtree(scratch, ignore_errors=True)
-        output_bytes, biggest = _sanitize_output(output_dir)
-        log, truncated, tail = logs.render()
-        outcome = self._outcome(code, killed_for, log + tail, output_bytes, biggest, cap_bytes)
-        result = RunResult(
-            outcome=outcome,
-            exit_code=None if killed_for else code,
-            duration_s=round(duration, 3),
-            peak_memory_mb=round(maxrss_kib / 1024, 1) if maxrss_kib else None,
-            log=log,
-            log_truncated=truncated,
-            output_bytes=output_bytes,
-            image_id="",
-            sandbox=self.name,
-            log_tail=tail,
-            isolated=False,
-            warnings=(NOT_ISOLATED_WARNING,),
-        )
-        logger.info(
-            "run %s: %s exit=%s %.2fs peak=%s MiB",
-            request.label or "-",
-            outcome.value,
-            result.exit_code,
-            result.duration_s,
-            result.peak_memory_mb,
-        )
-        return result
+        return _ProcessRun(request=request, poll_s=self.poll_interval_s, warnings=[NOT_ISOLATED_WARNING])
 
-    def _execute(
-        self,
-        argv: list[str],
-        env: dict[str, str],
-        cwd: str,
-        limits: Any,
-        logs: LogCollector,
-        output_dir: Path,
-    ) -> tuple[int | None, RunOutcome | None, float, int]:
+    def _start(self, run: _ProcessRun) -> None:
+        request = run.request
+        run.scratch = Path(tempfile.mkdtemp(prefix="harness-process-", dir=self.work_dir))
+        for sub in ("home", "tmp"):
+            (run.scratch / sub).mkdir()
+        argv = self.command(request)
+        env = self.environment(request, run.scratch)
+        cwd = self._cwd(request, run.scratch)
         try:
             proc = subprocess.Popen(
-                launcher_argv(argv, limits),
+                launcher_argv(argv, request.limits),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -247,59 +205,70 @@ class ProcessSandbox:
             )
         except OSError as exc:
             raise SandboxError(f"cannot start the process sandbox's launcher: {exc.strerror or exc}") from None
-        started = time.monotonic()
+        run.proc = proc
+        run.name = f"proc-{proc.pid}"
+        with self._lock:
+            self._active.add(run)
         assert proc.stdout is not None
-        reader = threading.Thread(target=_pump, args=(proc.stdout, logs), name=f"proc-{proc.pid}-log", daemon=True)
-        reader.start()
-        status: list[tuple[int, int]] = []
-        exited = threading.Event()
+        stdout = proc.stdout
+        read = getattr(stdout, "read1", stdout.read)
 
-        def _wait() -> None:
-            try:
-                _pid, raw, usage = os.wait4(proc.pid, 0)
-                status.append((raw, int(usage.ru_maxrss)))
-            except ChildProcessError:  # reaped elsewhere
-                status.append((0, 0))
-            finally:
-                exited.set()
+        def _close() -> None:
+            with contextlib.suppress(OSError):
+                stdout.close()
 
-        waiter = threading.Thread(target=_wait, name=f"proc-{proc.pid}-wait", daemon=True)
-        waiter.start()
-        killed_for: RunOutcome | None = None
-        cap_bytes = int(limits.output_mb) * 1024 * 1024
+        run.pump = LogPump(iter(lambda: read(65536), b""), run.logs, close=_close, name=f"{run.name}-log")
+        run.pump.start()
+
+    def _wait(self, run: _ProcessRun) -> int | None:
+        assert run.proc is not None
         try:
-            deadline = started + float(limits.time_s)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    killed_for = RunOutcome.TIMED_OUT
-                    break
-                if exited.wait(min(remaining, self.poll_interval_s)):
-                    break
-                if _tree_size(output_dir) > cap_bytes:
-                    killed_for = RunOutcome.OUTPUT_LIMIT
-                    break
+            _pid, raw, usage = os.wait4(run.proc.pid, 0)
+            maxrss = int(usage.ru_maxrss)
+        except ChildProcessError:  # reaped elsewhere
+            raw, maxrss = 0, 0
         finally:
-            with deferred_signals():
-                _kill_session(proc.pid)
-                exited.wait(10.0)
-                reader.join(timeout=2.0)
-                with contextlib.suppress(OSError):
-                    proc.stdout.close()
-        duration = time.monotonic() - started
-        raw, maxrss = status[0] if status else (0, 0)
-        proc.returncode = os.waitstatus_to_exitcode(raw) if status else None
-        code = proc.returncode
+            with self._lock:  # reaped: close() must not signal this pid any more
+                self._active.discard(run)
         if sys.platform == "darwin":  # ru_maxrss is in bytes there, KiB on Linux
             maxrss //= 1024
-        return code, killed_for, duration, maxrss
+        run.maxrss_kib = maxrss
+        run.proc.returncode = os.waitstatus_to_exitcode(raw)
+        return run.proc.returncode
+
+    def _kill(self, run: _ProcessRun) -> None:
+        assert run.proc is not None
+        _kill_session(run.proc.pid)
+
+    def _exceeded(self, run: _ProcessRun) -> bool:
+        return tree_size(Path(run.request.output_dir)) > int(run.request.limits.output_mb) * 1024 * 1024
+
+    def _stop(self, run: _ProcessRun) -> None:
+        if run.proc is None or run.pump is None:
+            return
+        with deferred_signals():
+            with self._lock:
+                self._active.discard(run)
+            _kill_session(run.proc.pid)
+            run.exited.wait(10.0)
+            run.pump.stop(2.0)
+
+    def _collect(self, run: _ProcessRun) -> Collected:
+        # The outcome precedence is in the class docs; the lifecycle puts a limit it killed for first.
+        if run.closed:
+            raise SandboxError("the run was stopped: its process sandbox was closed while it ran")
+        cap_bytes = int(run.request.limits.output_mb) * 1024 * 1024
+        output_bytes, biggest = sanitize_output_tree(Path(run.request.output_dir), strict=False)
+        outcome = self._outcome(run.exit_code, run.log + run.log_tail, output_bytes, biggest, cap_bytes)
+        peak_mb = run.maxrss_kib / 1024 if run.maxrss_kib else None
+        return Collected(outcome, output_bytes, peak_mb)
+
+    def _release(self, run: _ProcessRun) -> None:
+        if run.scratch is not None:
+            shutil.rmtree(run.scratch, ignore_errors=True)
 
     @staticmethod
-    def _outcome(
-        code: int | None, killed_for: RunOutcome | None, log_text: str, output_bytes: int, biggest: int, cap: int
-    ) -> RunOutcome:
-        if killed_for is not None:
-            return killed_for
+    def _outcome(code: int | None, log_text: str, output_bytes: int, biggest: int, cap: int) -> RunOutcome:
         if code not in (0, None):
             end = log_text[-8192:]
             if code == -signal.SIGKILL or _OOM_PATTERNS.search(end):
@@ -307,6 +276,18 @@ class ProcessSandbox:
         if output_bytes > cap or biggest >= cap:
             return RunOutcome.OUTPUT_LIMIT
         return RunOutcome.EXITED
+
+    # -- closing -----------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Kill the process groups of the runs in progress (their ``run`` raises :class:`SandboxError`).
+
+        Runs in any thread (a coordinator shutting down while worker threads run); the sandbox stays usable.
+        """
+        with self._lock:
+            for run in self._active:
+                run.closed = True
+                if run.proc is not None:
+                    _kill_session(run.proc.pid)
 
 
 # Runs in a fresh interpreter (``python -I -S -c``) between the harness and the command: applies the rlimits and
@@ -397,42 +378,3 @@ def _kill_session(pid: int) -> None:
     for member in _session_members(pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(member, signal.SIGKILL)
-
-
-def _pump(stream: IO[bytes], logs: LogCollector) -> None:
-    try:
-        while chunk := stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536):
-            logs.feed(chunk)
-    except (OSError, ValueError) as exc:  # closed under us at cleanup
-        logger.debug("process log stream ended: %s", exc)
-
-
-def _tree_size(folder: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
-
-
-def _sanitize_output(folder: Path) -> tuple[int, int]:
-    """Remove links and special files from the output folder; returns (total bytes, biggest file's bytes)."""
-    total = biggest = 0
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = os.path.join(root, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                logger.warning("removing %s from the output folder: not a regular file or folder", path)
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-                continue
-            total += st.st_size
-            biggest = max(biggest, st.st_size)
-    return total, biggest

@@ -34,7 +34,8 @@ import yaml
 from hostile import corpus
 from hostile.engine_proxy import EngineProxy, short_socket_path
 
-from harness.sandbox.docker import CONTAINER_LABEL, CONTAINER_LABEL_SESSION, DockerAPI, session_id
+from harness.sandbox.docker import CONTAINER_LABEL, CONTAINER_LABEL_SESSION, session_id
+from harness.sandbox.engine import DockerAPI
 from harness.store import ScoredRun, Store
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 
 from harness.errors import ImageError
-from harness.sandbox.base import LOG_TRUNCATED_MARKER, Limits, Mount, RunOutcome, RunRequest, RunResult
-from harness.sandbox.docker import CONTAINER_LABEL_NAME, DockerAPI, DockerSandbox
+from harness.sandbox.base import Limits, Mount, RunOutcome, RunRequest, RunResult
+from harness.sandbox.docker import CONTAINER_LABEL_NAME, DockerSandbox
+from harness.sandbox.engine import DockerAPI
+from harness.sandbox.logs import LOG_TRUNCATED_MARKER
 
 pytestmark = pytest.mark.integration
 

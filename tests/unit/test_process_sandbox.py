@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from harness.sandbox.base import LOG_TRUNCATED_MARKER, Limits, Mount, RunOutcome, RunRequest
+from harness.errors import SandboxError
+from harness.sandbox.base import Limits, Mount, RunOutcome, RunRequest
+from harness.sandbox.logs import LOG_TRUNCATED_MARKER
 from harness.sandbox.process import NOT_ISOLATED_WARNING, ProcessSandbox, map_paths
 
 MiB = 1024 * 1024
@@ -238,3 +240,42 @@ def test_ctrl_c_kills_the_process(folders: dict[str, Path]) -> None:
     timer.join()
     assert time.monotonic() - started < 5
     assert os.listdir(folders["scratch"]) == []
+
+
+def test_close_kills_the_runs_of_other_threads(folders: dict[str, Path]) -> None:
+    code = "import os, pathlib, time\npathlib.Path(os.environ['HARNESS_OUTPUT_DIR'], 'up').touch()\ntime.sleep(60)\n"
+    (folders["submission"] / "main.py").write_text(code)
+    request = RunRequest(
+        image="ignored",
+        command=("python", "main.py"),
+        output_dir=folders["output"],
+        mounts=(Mount(folders["submission"], "/submission"),),
+        limits=Limits(time_s=60),
+    )
+    box = ProcessSandbox(work_dir=folders["scratch"])
+    outcome: list[BaseException | Any] = []
+
+    def _run() -> None:
+        try:
+            outcome.append(box.run(request))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=_run)
+    started = time.monotonic()
+    with box:
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not (folders["output"] / "up").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    worker.join(10)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 5
+    assert isinstance(outcome[0], SandboxError) and "closed" in str(outcome[0])
+    assert os.listdir(folders["scratch"]) == []
+    # the sandbox stays usable after close()
+    (folders["submission"] / "main.py").write_text("print('again')\n")
+    for leftover in folders["output"].iterdir():
+        leftover.unlink()
+    again = box.run(request)
+    assert again.ok and again.log == "again\n"

@@ -1,8 +1,8 @@
 """DockerSandbox's policy against a fake engine layer: no Docker needed.
 
-The fake implements :class:`harness.sandbox.docker.EngineAPI` (the thin layer's calls) and records every call, so
-these tests check what the sandbox asks the engine for, how it maps what the engine reports, and that the
-container is removed on every path.
+The fake (``tests/unit/fakes.py``) implements :class:`harness.sandbox.engine.EngineAPI` (the thin layer's calls)
+and records every call, so these tests check what the sandbox asks the engine for, how it maps what the engine
+reports, and that the container is removed on every path.
 """
 
 from __future__ import annotations
@@ -12,143 +12,19 @@ import pickle
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import IMAGE, IMAGE_ID, FakeEngine, MiB
 
 from harness.errors import EngineUnavailableError, ImageError, SandboxError
 from harness.sandbox import SANDBOXES, get_sandbox
-from harness.sandbox.base import (
-    LOG_TAIL_BYTES,
-    LOG_TRUNCATED_MARKER,
-    Limits,
-    LogCollector,
-    Mount,
-    RunOutcome,
-    RunRequest,
-    copy_output_tree,
-)
-from harness.sandbox.docker import (
-    CONTAINER_LABEL,
-    CONTAINER_LABEL_NAME,
-    ContainerSpec,
-    DockerAPI,
-    DockerSandbox,
-)
-
-IMAGE = "harness-task/unit:latest"
-IMAGE_ID = "sha256:" + "ab" * 32
-MiB = 1024 * 1024
-
-
-class FakeStream:
-    """Chunks the 'container' prints; ends when the fake container stops."""
-
-    def __init__(self, engine: FakeEngine, chunks: list[bytes]) -> None:
-        self.engine = engine
-        self.chunks = chunks
-        self.closed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self.chunks
-        self.engine.stopped.wait(30)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeEngine:
-    """A scripted engine.
-
-    Args:
-        exit_code: what ``wait`` returns when the container ends by itself.
-        run_s: seconds the container "runs" before exiting (``None``: until killed).
-        chunks: output the container prints.
-        oom_killed: ``State.OOMKilled`` reported by ``inspect``.
-        max_usage: ``memory_stats.max_usage`` reported by ``stats`` (bytes).
-        fail_on: name of a call that raises ``failure`` instead of working.
-    """
-
-    def __init__(
-        self,
-        *,
-        exit_code: int = 0,
-        run_s: float | None = 0.0,
-        chunks: list[bytes] | None = None,
-        oom_killed: bool = False,
-        max_usage: int = 10 * MiB,
-        fail_on: str = "",
-        failure: BaseException | None = None,
-    ) -> None:
-        self.exit_code = exit_code
-        self.run_s = run_s
-        self.chunks = chunks or []
-        self.oom_killed = oom_killed
-        self.max_usage = max_usage
-        self.fail_on = fail_on
-        self.failure = failure or SandboxError("engine failed")
-        self.calls: list[tuple[str, str]] = []
-        self.specs: list[ContainerSpec] = []
-        self.containers: set[str] = set()  # by name (ids equal names here)
-        self.stopped = threading.Event()
-        self.killed = False
-        self.streams: list[FakeStream] = []
-
-    def _call(self, name: str, arg: str) -> None:
-        self.calls.append((name, arg))
-        if name == self.fail_on:
-            raise self.failure
-
-    def image_id(self, ref: str) -> str | None:
-        self._call("image_id", ref)
-        return IMAGE_ID if ref == IMAGE else None
-
-    def create_container(self, spec: ContainerSpec) -> str:
-        self.specs.append(spec)
-        self.containers.add(spec.name)
-        self._call("create_container", spec.name)
-        return spec.name
-
-    def attach(self, container: str) -> FakeStream:
-        self._call("attach", container)
-        stream = FakeStream(self, list(self.chunks))
-        self.streams.append(stream)
-        return stream
-
-    def start(self, container: str) -> None:
-        self._call("start", container)
-        if self.run_s is not None:
-            threading.Timer(self.run_s, self.stopped.set).start()
-
-    def wait(self, container: str) -> int:
-        self._call("wait", container)
-        self.stopped.wait()
-        return 137 if self.killed else self.exit_code
-
-    def kill(self, container: str) -> None:
-        self._call("kill", container)
-        if not self.stopped.is_set():
-            self.killed = True
-            self.stopped.set()
-
-    def remove(self, container: str) -> None:
-        self._call("remove", container)
-        self.containers.discard(container)
-        self.stopped.set()
-
-    def stats(self, container: str) -> dict[str, Any]:
-        self._call("stats", container)
-        return {"memory_stats": {"max_usage": self.max_usage, "usage": self.max_usage // 2}}
-
-    def inspect(self, container: str) -> dict[str, Any]:
-        self._call("inspect", container)
-        code = 137 if self.killed else self.exit_code
-        return {"State": {"Running": False, "ExitCode": code, "OOMKilled": self.oom_killed}}
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
+from harness.sandbox.base import Limits, Mount, RunOutcome, RunRequest
+from harness.sandbox.docker import CONTAINER_LABEL, CONTAINER_LABEL_NAME, DockerSandbox
+from harness.sandbox.engine import DockerAPI
+from harness.sandbox.logs import LOG_TAIL_BYTES, LOG_TRUNCATED_MARKER, LogCollector
+from harness.sandbox.output import copy_output_tree
 
 
 @pytest.fixture()
