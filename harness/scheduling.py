@@ -409,11 +409,7 @@ def _check_can_run(spec: TaskSpec, sandbox: str, needs_image: bool) -> None:
     from harness.sandbox.docker import DockerSandbox
 
     with DockerSandbox() as box:
-        if box.api.image_id(spec.image_tag) is None:
-            raise ImageError(
-                f"the task image {spec.image_tag} does not exist on this Docker engine (images are never pulled); "
-                f"build it with `harness image build {spec.task_dir}`"
-            )
+        box.check_image(spec.image_tag, build_hint=f"harness image build {spec.task_dir}")
 
 
 def _rejected_record(spec: TaskSpec, job: _Job, phase: str) -> RunRecord:

@@ -237,13 +237,13 @@ def validate_request(request: RunRequest) -> None:
 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back while cleanup runs (main thread only), then deliver what arrived."""
+    """Hold SIGINT/SIGTERM/SIGHUP back while cleanup runs (main thread only), then deliver what arrived."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         previous[sig] = signal.getsignal(sig)
         signal.signal(sig, lambda signum, _frame: received.append(signum))
     try:
@@ -258,27 +258,27 @@ def deferred_signals() -> Iterator[None]:
 
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
-    """While a run is active in the main thread, turn a default SIGTERM into ``SystemExit(143)``.
+    """While a run is active in the main thread, turn a default SIGTERM or SIGHUP into ``SystemExit(128 + signum)``.
 
-    With Python's default action SIGTERM ends the process at once and leaves the container (or process group)
-    running; as an exception it unwinds through the run's ``finally`` and everything is removed. A handler the
-    application installed itself is left alone.
+    With Python's default action these signals end the process at once and leave the container (or process group)
+    running; as an exception they unwind through the run's ``finally`` and everything is removed. A handler the
+    application installed itself (the CLI's :func:`harness.interrupts.graceful_shutdown`) is left alone.
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    caught = [sig for sig in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(sig) is signal.SIG_DFL]
 
-    def _raise(_signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signal.SIGTERM)
+    def _raise(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, _raise)
+    for sig in caught:
+        signal.signal(sig, _raise)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in caught:
+            signal.signal(sig, signal.SIG_DFL)
 
 
 # --- the run lifecycle ----------------------------------------------------------------------------------------

@@ -137,7 +137,9 @@ def remove_orphans(api: EngineAPI | None = None, *, label_prefix: str = "", work
 def session_id() -> str:
     """``$HARNESS_SESSION_ID`` or ``""``: tags the containers (label) and scratch folders (name) of one session,
     so that a test session or a judging batch can find exactly what it made, even across processes."""
-    return "".join(c for c in os.environ.get(SESSION_ENV, "") if c.isalnum() or c in "-_")[:64]
+    from harness.settings import get_settings
+
+    return get_settings().session_id
 
 
 # --- the sandbox ----------------------------------------------------------------------------------------------
@@ -322,11 +324,12 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
         )
 
     # -- running --------------------------------------------------------------------------------------------
-    def check_image(self, image: str) -> str:
-        """Make sure an image can run here, before any work is queued.
+    def check_image(self, image: str, *, build_hint: str = "harness image build TASK_DIR") -> str:
+        """Make sure an image can run here, before any work is queued (the one image check of a batch and a run).
 
         Args:
             image: image reference (e.g. a task's ``harness-task/<id>:latest``).
+            build_hint: the command that builds it, for the error message.
 
         Returns:
             The image's id (``sha256:...``).
@@ -338,8 +341,7 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
         image_id = self.api.image_id(image)
         if not image_id:
             raise ImageError(
-                f"image {image!r} is not present locally and images are never pulled; "
-                "build it with `harness image build TASK_DIR`"
+                f"image {image!r} is not present locally and images are never pulled; build it with `{build_hint}`"
             )
         return image_id
 
