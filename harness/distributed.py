@@ -14,9 +14,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SandboxCleanup", "cluster_executor"]
+__all__ = ["CLEANUP_WAIT_S", "SandboxCleanup", "cluster_executor"]
 
 log = logging.getLogger(__name__)
+
+#: How long a closing worker waits for its killed runs to unmount their output areas (seconds).
+CLEANUP_WAIT_S = 30.0
 
 try:  # the plugin base class comes with the `distributed` extra; without it this module still imports
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
@@ -38,9 +41,9 @@ class SandboxCleanup(_WorkerPlugin):
         """Called by the worker as it closes; blocking is fine there."""
         from harness.sandbox.docker import kill_live_sandboxes
 
-        removed = kill_live_sandboxes()
-        if removed:
-            log.warning("worker %s is closing: removed the containers of %s live sandbox(es)", worker, removed)
+        busy = kill_live_sandboxes(wait_s=CLEANUP_WAIT_S)
+        if busy:
+            log.warning("worker %s is closing: removed the containers of %s sandbox run(s) in progress", worker, busy)
 
 
 def cluster_executor(address: str) -> tuple[cf.Executor, Callable[[], None]]:

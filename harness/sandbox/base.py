@@ -370,6 +370,25 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
     name: str
     isolated: ClassVar[bool] = True
 
+    def __init__(self) -> None:
+        self._runs_in_progress = 0
+        self._idle = threading.Condition()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a :meth:`run` is in progress."""
+        with self._idle:
+            return self._runs_in_progress > 0
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no :meth:`run` of this sandbox is in progress (each has released what it held).
+
+        Used after :meth:`close` by a process about to exit (a closing Dask worker), so that output areas are
+        unmounted before it goes. Returns whether it became idle within ``timeout_s`` seconds.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._runs_in_progress == 0, timeout=timeout_s)
+
     @final
     def run(self, request: RunRequest) -> RunResult:
         """Run the request to completion and clean up after it, whatever happens (see the class docs for the steps).
@@ -379,14 +398,21 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
         """
         validate_request(request)
         run = self._prepare(request)
-        with sigterm_unwinds():
-            try:
-                self._supervise(run)
-                run.log, run.log_truncated, run.log_tail = run.logs.render()
-                collected = self._collect(run)
-            finally:
-                with deferred_signals():
-                    self._release(run)
+        with self._idle:
+            self._runs_in_progress += 1
+        try:
+            with sigterm_unwinds():
+                try:
+                    self._supervise(run)
+                    run.log, run.log_truncated, run.log_tail = run.logs.render()
+                    collected = self._collect(run)
+                finally:
+                    with deferred_signals():
+                        self._release(run)
+        finally:
+            with self._idle:
+                self._runs_in_progress -= 1
+                self._idle.notify_all()
         outcome = run.killed_for if run.killed_for is not None else collected.outcome
         peak_mb = collected.peak_memory_mb
         result = RunResult(

@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -147,13 +148,24 @@ def session_id() -> str:
 _LIVE_SANDBOXES: weakref.WeakSet[DockerSandbox] = weakref.WeakSet()
 
 
-def kill_live_sandboxes() -> int:
-    """Remove the running containers of every Docker sandbox alive in this process (at exit, or when a Dask worker
-    closes: see :class:`harness.distributed.SandboxCleanup`). Returns how many sandboxes were asked."""
+def kill_live_sandboxes(wait_s: float = 0.0) -> int:
+    """Remove the running containers of every Docker sandbox alive in this process; with ``wait_s``, wait up to
+    that many seconds for their runs to release their output areas.
+
+    Called at exit and when a Dask worker closes (:class:`harness.distributed.SandboxCleanup`).
+
+    Returns:
+        How many sandboxes had a run in progress.
+    """
     live = list(_LIVE_SANDBOXES)
+    busy = [sandbox for sandbox in live if sandbox.busy]
     for sandbox in live:
         sandbox.kill_all()
-    return len(live)
+    deadline = time.monotonic() + wait_s
+    for sandbox in busy:
+        if not sandbox.wait_idle(max(0.0, deadline - time.monotonic())):
+            logger.warning("a run of a closing sandbox did not finish its clean-up within %.0f s", wait_s)
+    return len(busy)
 
 
 atexit.register(kill_live_sandboxes)
@@ -213,6 +225,7 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
     ) -> None:
         if enforce_output not in {"auto", "loop", "poll"}:
             raise ValueError(f"enforce_output must be 'auto', 'loop' or 'poll', got {enforce_output!r}")
+        super().__init__()
         self._api = api
         self._owns_api = api is None
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())

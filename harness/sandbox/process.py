@@ -132,6 +132,7 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
     isolated = False
 
     def __init__(self, *, work_dir: Path | None = None, poll_interval_s: float = 0.25) -> None:
+        super().__init__()
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
         self.poll_interval_s = poll_interval_s
         self._active: set[_ProcessRun] = set()  # runs whose command has not been reaped yet

@@ -251,6 +251,64 @@ def test_dask_cluster_runs_the_batch_and_the_coordinator_writes(
     assert board["mae"].iloc[0] == 0.0
 
 
+def test_a_stopped_dask_worker_removes_the_sandboxes_it_started(
+    minimal_task: Path, test_image: str, tmp_path: Path, docker_api: object
+) -> None:
+    from harness.sandbox.docker import CONTAINER_LABEL, CONTAINER_LABEL_SESSION, SESSION_ENV
+
+    dask = Path(sys.executable).with_name("dask")
+    scheduler_file = tmp_path / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", scheduler_file],
+        **quiet,  # type: ignore[call-overload]
+    )
+    worker = subprocess.Popen(
+        [dask, "worker", "--scheduler-file", scheduler_file, "--nworkers", "1", "--nthreads", "2", "--no-dashboard"],
+        **quiet,  # type: ignore[call-overload]
+    )
+    coordinator = None
+    labels = {CONTAINER_LABEL: "1", CONTAINER_LABEL_SESSION: os.environ[SESSION_ENV]}
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        subs = tmp_path / "submissions"
+        for i in range(2):
+            _script(subs / f"team-{i}", PERFECT + f"\n# team {i}\n", delay_s=60)
+        home = tmp_path / "home"
+        coordinator = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "run", str(minimal_task), str(subs), "--home", str(home),
+             "--scheduler", address],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while len(docker_api.list_containers(labels)) < 2 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.2)
+        assert len(docker_api.list_containers(labels)) == 2, "the worker never started both sandboxes"  # type: ignore[attr-defined]
+        worker.terminate()  # as a host's operator stops `dask worker` (its nanny closes the worker)
+        worker.wait(timeout=60)
+        assert docker_api.list_containers(labels) == []  # type: ignore[attr-defined]
+        marker = f"harness-output-{os.environ[SESSION_ENV]}-"
+        with open("/proc/self/mounts") as fh:
+            assert [line for line in fh if marker in line] == []
+        coordinator.send_signal(signal.SIGINT)  # no worker is left to run the batch: the judge stops it
+        _out, err = coordinator.communicate(timeout=60)
+        assert coordinator.returncode == 130, err
+    finally:
+        for proc in (coordinator, worker, scheduler):
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def test_daily_limit_defers_a_teams_extra_submission(minimal_task: Path, test_image: str, tmp_path: Path) -> None:
     import shutil
 
