@@ -366,7 +366,7 @@ def test_a_dead_lease_taken_over_by_two_at_once_has_one_winner(store: Store, mon
             first.acquire_lease("task")
         return calls > 2  # the old holder is gone; the new one (call 3, when `second` looks again) lives
 
-    monkeypatch.setattr("harness.store.pid_alive", pid_alive)
+    monkeypatch.setattr("harness.store.results.pid_alive", pid_alive)
     try:
         with pytest.raises(StoreError, match="another `harness run`"):
             second.acquire_lease("task")
