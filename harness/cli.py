@@ -100,13 +100,20 @@ def _echo(message: str) -> None:
     err_console.print(message, markup=False, highlight=False)
 
 
+class VisibleFormatter(logging.Formatter):
+    """A log formatter that makes control characters visible (:func:`harness.text.visible`): log messages quote
+    entry and file names, which a team chose and which may hold escapes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record (tracebacks included), newlines and tabs kept."""
+        return visible(super().format(record))
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(VisibleFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
 
 
 # --- task authors --------------------------------------------------------------------------------------------

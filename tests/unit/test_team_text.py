@@ -366,3 +366,24 @@ def test_harness_check_output_shows_escapes_in_terminal_and_html() -> None:
     console.print(result)
     shown = console.file.getvalue()  # type: ignore[attr-defined]
     assert raw_controls(shown) == [] and "\\x1b]0;you have been pwned\\x07" in shown
+
+
+def test_log_lines_quoting_a_hostile_file_name_show_escapes(tmp_path: Path) -> None:
+    import logging
+
+    from harness.cli import VisibleFormatter
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "notes\x1b[2J\u202e.txt").write_text("not a submission")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(VisibleFormatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("harness.submission.entries")
+    logger.addHandler(handler)
+    try:
+        assert iter_entries(subs) == []
+    finally:
+        logger.removeHandler(handler)
+    said = stream.getvalue()
+    assert "ignoring" in said and "notes\\x1b[2J\\u202e.txt" in said and raw_controls(said) == []
