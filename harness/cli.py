@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from harness.errors import EXIT_CODES, HarnessError, SubmissionError
 from harness.interrupts import Interrupted, graceful_shutdown
+from harness.text import visible
 
 if TYPE_CHECKING:
     from harness.record import RunRecord
@@ -77,11 +78,13 @@ def handle_errors(func: F) -> F:
             with graceful_shutdown():
                 return func(*args, **kwargs)
         except HarnessError as exc:
-            message = escape(f"{type(exc).__name__}: {exc}")  # messages quote team text and lists: not markup
+            # Messages quote team text (escapes made visible) and lists (not markup).
+            message = escape(visible(f"{type(exc).__name__}: {exc}"))
             err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
             raise typer.Exit(_exit_code(exc)) from None
         except OSError as exc:  # a path the user gave: missing folder, a file where a folder is expected, ...
-            err_console.print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), highlight=False)
+            said = visible(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            err_console.print(said, highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or a closed terminal (SIGHUP): see harness.interrupts
             code = exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
@@ -97,13 +100,20 @@ def _echo(message: str) -> None:
     err_console.print(message, markup=False, highlight=False)
 
 
+class VisibleFormatter(logging.Formatter):
+    """A log formatter that makes control characters visible (:func:`harness.text.visible`): log messages quote
+    entry and file names, which a team chose and which may hold escapes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record (tracebacks included), newlines and tabs kept."""
+        return visible(super().format(record))
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(VisibleFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
 
 
 # --- task authors --------------------------------------------------------------------------------------------
@@ -216,7 +226,8 @@ def run(
     def finished(*, record: RunRecord) -> None:
         counts[record.status] = counts.get(record.status, 0) + 1
         progress.update(bar, advance=1, counts=" ".join(f"{k}:{v}" for k, v in sorted(counts.items())))
-        line = f"{record.team:<24} {record.status:<16} {record.reason}"
+        # One line per run; team text is made visible (an escape in a reason must not act on the terminal).
+        line = visible(f"{record.team:<24} {record.status:<16} {record.reason}", keep="")
         progress.console.print(line[:200], highlight=False, markup=False, soft_wrap=True)
 
     try:
@@ -304,7 +315,8 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
     """The leaderboard as a terminal table that stays readable at 80 columns.
 
     Ranks, teams, metrics and statuses form the table; the reasons of rows that are not ranked follow it, one line
-    each. ``wide`` adds the submission hash, timings and submission time.
+    each. ``wide`` adds the submission hash, timings and submission time. Team text (names, reasons) is made
+    visible (:func:`harness.text.visible`): control and bidirectional characters show as escapes.
     """
     import pandas as pd
     from rich.table import Table
@@ -328,16 +340,18 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
             overflow="fold",
         )
     for _, row in shown.iterrows():
-        table.add_row(*["" if pd.isna(row[c]) else str(row[c]) for c in columns])
+        table.add_row(*["" if pd.isna(row[c]) else visible(str(row[c]), keep="") for c in columns])
     console.print(table)
     unranked = shown[shown["rank"].isna()]
     if len(unranked):
         console.print("not ranked:", style="bold")
         for _, row in unranked.iterrows():
-            console.print(f"  {row['team']}: {row['status']}: {row['reason']}", highlight=False, markup=False)
+            said = visible(f"  {row['team']}: {row['status']}: {row['reason']}", keep="")
+            console.print(said, highlight=False, markup=False)
     identical = shown[shown["identical_to"].astype(bool)]
     for _, row in identical.iterrows():
-        console.print(f"  {row['team']}: same content as {row['identical_to']}", highlight=False, markup=False)
+        said = visible(f"  {row['team']}: same content as {row['identical_to']}", keep="")
+        console.print(said, highlight=False, markup=False)
 
 
 # --- teams ---------------------------------------------------------------------------------------------------

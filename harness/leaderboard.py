@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +31,7 @@ from harness.errors import HarnessError
 from harness.spec import MetricSpec, TaskSpec
 from harness.status import Status
 from harness.store import ScoredRun, Store
+from harness.text import spreadsheet_safe, visible
 
 log = logging.getLogger(__name__)
 
@@ -326,11 +327,34 @@ def display_table(df: pd.DataFrame, metrics: Sequence[MetricSpec]) -> pd.DataFra
     return out[[c for c in columns if c in out]]
 
 
+def _text_cells(df: pd.DataFrame, shown: Callable[[str], str]) -> pd.DataFrame:
+    """A copy of ``df`` with ``shown`` applied to every text cell and every column name; numbers stay numbers."""
+    out = df.copy()
+    for column in out.columns:
+        if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(lambda v: shown(v) if isinstance(v, str) else v).astype(out[column].dtype)
+    return out.rename(columns=lambda c: shown(c) if isinstance(c, str) else c)
+
+
+def _csv_cell(text: str) -> str:
+    return spreadsheet_safe(visible(text))
+
+
+def _markdown_cell(text: str) -> str:
+    return visible(text, keep="").replace("|", "\\|")
+
+
 def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path | None = None) -> str | None:
     """Write or return a metric table in ``csv``, ``markdown``, ``html``, ``parquet`` or ``json``.
 
     ``parquet`` needs a path; the others return the text when ``path`` is None. Values keep full precision in
     csv/parquet/json and are rounded to each metric's precision in markdown/html.
+
+    Team text (names, reasons) is exact in json and parquet. In csv, markdown and html every text cell and column
+    name is made visible (:func:`harness.text.visible`: control and bidirectional characters as escapes; newlines
+    and tabs are kept in csv and html, escaped in markdown, where ``|`` is escaped too); csv text cells starting
+    with ``=``, ``+``, ``-``, ``@``, tab or carriage return get a leading ``'`` so a spreadsheet shows them as text
+    (:func:`harness.text.spreadsheet_safe`); numbers are written as numbers.
 
     Raises:
         ValueError: an unknown format, or parquet without a path.
@@ -343,14 +367,17 @@ def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path
         df.to_parquet(path, index=False)
         return None
     if fmt == "csv":
-        text = df.to_csv(index=False)
+        text = _text_cells(df, _csv_cell).to_csv(index=False)
     elif fmt == "json":
         text = df.to_json(orient="records", date_format="iso", indent=2)
     elif fmt in ("markdown", "html"):
         shown = display_table(df, metrics).astype(object)
         shown = shown.where(shown.notna(), "")  # an empty cell, not <NA> or nan, for rows without a value
         shown = shown.rename(columns={m.name: m.label or m.name for m in metrics})
-        text = shown.to_markdown(index=False) if fmt == "markdown" else shown.to_html(index=False, border=0)
+        if fmt == "markdown":
+            text = _text_cells(shown, _markdown_cell).to_markdown(index=False)
+        else:
+            text = _text_cells(shown, visible).to_html(index=False, border=0)
     else:
         raise ValueError(f"unknown format {fmt!r}; expected table, csv, markdown, html, parquet or json")
     if path is not None:

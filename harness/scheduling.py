@@ -31,11 +31,13 @@ from harness.store import NewSubmission, Plan, Store
 from harness.submission import (
     OpenedSubmission,
     SubmissionEntry,
+    hidden_entries,
     iter_entries,
     open_entry,
     submitted_at,
     unopened_fingerprint,
 )
+from harness.text import visible
 
 __all__ = ["BatchSummary", "Hooks", "evaluate_many", "plan_batch", "run_batch"]
 
@@ -83,6 +85,7 @@ class BatchSummary:
     Attributes:
         task_id: the task.
         entries: entries found in the submissions folder.
+        hidden: names in the submissions folder skipped because they start with ``.`` (``.git``, ``.team.zip``).
         evaluated: runs executed in this call.
         unchanged: entries skipped because their content already has a finished result.
         recovered: runs of an earlier, interrupted coordinator that were marked ``interrupted``.
@@ -98,6 +101,7 @@ class BatchSummary:
 
     task_id: str
     entries: int = 0
+    hidden: list[str] = field(default_factory=list)
     evaluated: int = 0
     unchanged: int = 0
     recovered: int = 0
@@ -109,7 +113,10 @@ class BatchSummary:
     duration_s: float = 0.0
 
     def message(self) -> str:
-        """One line for humans, e.g. ``"6 entries: 4 evaluated (3 succeeded, 1 failed), 2 unchanged"``."""
+        """One line for humans, e.g. ``"6 entries: 4 evaluated (3 succeeded, 1 failed), 2 unchanged"``.
+
+        Team and entry names in it are made visible (:func:`harness.text.visible`): a file name may hold escapes.
+        """
         notes = "".join(
             f"; team {team} is named by {len(names)} entries ({', '.join(names)})"
             for team, names in sorted(self.shared_teams.items())
@@ -118,6 +125,11 @@ class BatchSummary:
             notes += (
                 f"; {len(self.over_limit)} over their daily limit, not evaluated today: {', '.join(self.over_limit)}"
             )
+        if self.hidden:
+            more = f" and {len(self.hidden) - 10} more" if len(self.hidden) > 10 else ""
+            shown = ", ".join(self.hidden[:10]) + more
+            notes += f"; {len(self.hidden)} hidden name(s) skipped (starting with '.'): {shown}"
+        notes = visible(notes, keep="")
         if not self.evaluated:
             return (
                 f"{self.entries} entries: nothing to evaluate; {self.unchanged} unchanged since their last run" + notes
@@ -244,7 +256,7 @@ def plan_batch(
     """Open every entry and decide what to do with it: one store transaction per entry (see
     :meth:`harness.store.Store.plan_submission`: new, unchanged, over the daily limit, retry after a harness error).
 
-    Fills ``summary``'s ``entries``, ``unchanged``, ``retried``, ``over_limit`` and ``shared_teams``.
+    Fills ``summary``'s ``entries``, ``hidden``, ``unchanged``, ``retried``, ``over_limit`` and ``shared_teams``.
 
     Returns:
         The runs to make, in the folder's order (entries that could not be opened are runs too: they are recorded
@@ -256,6 +268,7 @@ def plan_batch(
     submissions_root.mkdir(parents=True, exist_ok=True)
     entries = iter_entries(submissions_dir)
     summary.entries = len(entries)
+    summary.hidden = hidden_entries(submissions_dir)
     entries_of_team: dict[str, list[str]] = {}
     limit = spec.leaderboard.daily_limit if phase == "test" else None
     jobs: list[_Job] = []

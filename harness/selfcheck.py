@@ -3,7 +3,8 @@
 :func:`check` opens the submission with the judges' rules, runs it in the same sandbox with the same limits on the
 task's *validation* input, validates its outputs and scores them with the same evaluator against the validation
 labels (:func:`harness.pipeline.evaluate_opened`, as ``harness run`` does with the test phase). The result renders
-in a terminal (rich) and in a notebook (HTML), so a team can call it from a cell in JupyterLab::
+in a terminal (rich) and in a notebook (HTML), so a team can call it from a cell in JupyterLab; team text in it
+(an exception's message, a column name) is shown with control characters made visible (:func:`harness.text.visible`)::
 
     import harness
     harness.check("task", "solution.ipynb")
@@ -25,6 +26,7 @@ from harness.pipeline import RunRecord, evaluate_opened
 from harness.spec import TaskSpec, load_spec
 from harness.status import Status
 from harness.submission import open_submission
+from harness.text import visible
 
 __all__ = ["WARN_FRACTION", "CheckResult", "check"]
 
@@ -89,7 +91,7 @@ class CheckResult:
             if not primary.empty:
                 score = f"; validation {primary.index[0]} = {primary['value'].iloc[0]:.4g}"
             return f"PASS: this submission would be scored{score}"
-        return f"FAIL ({self.status}): {self.reason}"
+        return f"FAIL ({self.status}): {visible(self.reason)}"
 
     @property
     def hint(self) -> str:
@@ -112,14 +114,14 @@ class CheckResult:
             lines += [f"  {name}: {row['value']:.6g} ({row['goal']})" for name, row in self.metrics.iterrows()]
         if self.problems:
             lines.append("problems:")
-            lines += [f"  - {p}" for p in self.problems]
+            lines += [f"  - {visible(p)}" for p in self.problems]
         if self.hint:
             lines.append(f"hint: {self.hint}")
         lines.append("resources:")
         lines += [f"  {line}" for line in self._resource_lines()]
-        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"warning: {visible(w)}" for w in self.warnings]
         if self.artifacts_dir:
-            lines.append(f"artifacts: {self.artifacts_dir}")
+            lines.append(f"artifacts: {visible(self.artifacts_dir)}")
         return "\n".join(lines)
 
     def __rich__(self) -> Any:
@@ -137,13 +139,13 @@ class CheckResult:
             parts.append(table)
         if self.problems:
             parts.append(Text("problems:", style="bold"))
-            parts += [Text(f"  - {p}") for p in self.problems]
+            parts += [Text(f"  - {visible(p)}") for p in self.problems]
         if self.hint:
             parts.append(Text(f"hint: {self.hint}", style="yellow"))
         parts.append(Text("resources: " + "; ".join(self._resource_lines())))
-        parts += [Text(f"warning: {w}", style="yellow") for w in self.warnings]
+        parts += [Text(f"warning: {visible(w)}", style="yellow") for w in self.warnings]
         if self.artifacts_dir:
-            parts.append(Text(f"artifacts: {self.artifacts_dir}", style="dim"))
+            parts.append(Text(f"artifacts: {visible(self.artifacts_dir)}", style="dim"))
         return Group(*parts)
 
     def _repr_html_(self) -> str:
@@ -153,7 +155,9 @@ class CheckResult:
             out.append("<p><b>metrics (validation split)</b></p>" + self.metrics.to_html())
         if self.problems:
             out.append(
-                "<p><b>problems</b></p><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in self.problems) + "</ul>"
+                "<p><b>problems</b></p><ul>"
+                + "".join(f"<li>{html.escape(visible(p))}</li>" for p in self.problems)
+                + "</ul>"
             )
         if self.hint:
             out.append(f"<p><i>hint: {html.escape(self.hint)}</i></p>")
@@ -161,9 +165,9 @@ class CheckResult:
             "<p><b>resources</b></p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in self._resource_lines())
         )
         out.append("</ul>")
-        out += [f'<p style="color:#9a6700">warning: {html.escape(w)}</p>' for w in self.warnings]
+        out += [f'<p style="color:#9a6700">warning: {html.escape(visible(w))}</p>' for w in self.warnings]
         if self.artifacts_dir:
-            out.append(f"<p><small>artifacts: {html.escape(self.artifacts_dir)}</small></p>")
+            out.append(f"<p><small>artifacts: {html.escape(visible(self.artifacts_dir))}</small></p>")
         return "".join(out) + "</div>"
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from harness.spec import TaskSpec
 from harness.store import ScoredRun
+from harness.text import visible
 
 __all__ = [
     "artifact_files",
@@ -29,7 +30,8 @@ __all__ = [
 ]
 
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".tar", ".ipynb")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+#: Where a log splits into lines: after a carriage return (so what it would overwrite stays readable) and at \n.
+_LOG_LINE_BREAK = re.compile(r"(?<=\r)(?!\n)|\r?\n")
 
 
 def _stem(name: str) -> str:
@@ -122,15 +124,16 @@ def artifact_links_html(
 ) -> str:
     """An HTML table linking each run's executed notebook, log and predictions (see :func:`artifact_link`).
 
-    Every team-written string is escaped. Columns: team, run, status, submitted (UTC), notebook, log, predictions.
+    Every team-written string is made visible (:func:`harness.text.visible`) and HTML-escaped. Columns: team, run,
+    status, submitted (UTC), notebook, log, predictions.
     """
     rows = []
     for run in runs:
         files = artifact_files(run, predictions_file)
         cells = [
-            html.escape(run.team),
+            html.escape(visible(run.team, keep="")),
             str(run.run_id),
-            html.escape(run.status),
+            html.escape(visible(run.status, keep="")),
             run.submitted_at.strftime("%Y-%m-%d %H:%M"),
         ]
         for name, label in (("notebook", "executed.ipynb"), ("log", "log.txt"), ("predictions", predictions_file)):
@@ -195,7 +198,11 @@ def resource_table(runs: Sequence[ScoredRun], spec: TaskSpec) -> pd.DataFrame:
 
 
 def log_tail(path: str | Path, lines: int = 30, *, max_bytes: int = 65536) -> str:
-    """The last ``lines`` lines of a log file, ANSI colour codes removed; ``""`` if the file does not exist.
+    """The last ``lines`` lines of a log file, made visible; ``""`` if the file does not exist.
+
+    Control characters are shown as escapes (:func:`harness.text.visible`): an ANSI sequence as ``\x1b[31m``, a
+    backspace as ``\x08``. A carriage return that is not part of ``\r\n`` shows as ``\r`` and ends its line, so
+    both what was written and what would have overwritten it are read. Tabs are kept.
 
     Args:
         path: the log (``log.txt`` of a run's artifacts).
@@ -210,6 +217,8 @@ def log_tail(path: str | Path, lines: int = 30, *, max_bytes: int = 65536) -> st
         size = fh.tell()
         fh.seek(max(0, size - max_bytes))
         data = fh.read()
-    text = _ANSI.sub("", data.decode("utf-8", errors="replace"))
-    kept = text.splitlines()[-lines:] if lines > 0 else []
-    return "\n".join(kept)
+    text = data.decode("utf-8", errors="replace")
+    if text.endswith("\n"):
+        text = text[:-1]
+    kept = _LOG_LINE_BREAK.split(text)[-lines:] if lines > 0 and text else []
+    return "\n".join(visible(line, keep="\t") for line in kept)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +24,7 @@ from harness.report.errors import ReportError
 from harness.report.export import export_html
 from harness.spec import TaskSpec
 from harness.store import Store
+from harness.text import slug, visible
 
 __all__ = [
     "KERNEL_NAME",
@@ -89,8 +89,8 @@ def write_report(
     """Execute the judges' notebooks of a task with papermill and export them to HTML.
 
     Always writes ``leaderboard.ipynb`` and ``leaderboard.html``; with ``team`` also ``review-<team>.ipynb`` and
-    ``review-<team>.html`` (the team name made safe for a file name). Notebooks run in the ``python3`` kernel of
-    this interpreter (see :data:`KERNEL_NAME`); HTML pages load no script from the network.
+    ``review-<team>.html`` (the team name made a file-name slug, :func:`harness.text.slug`). Notebooks run in the
+    ``python3`` kernel of this interpreter (see :data:`KERNEL_NAME`); HTML pages load no script from the network.
 
     Args:
         task: a task folder, a loaded spec, or a task id under ``./task_specs`` (or ``$HARNESS_TASKS``).
@@ -168,7 +168,7 @@ def write_report(
                 kernel_manager_class=kernel_manager_class,
                 cell_timeout_s=cell_timeout_s,
             )
-            review_html = export_html(review_nb, title=f"{spec.title} — review of {team}")
+            review_html = export_html(review_nb, title=f"{spec.title} — review of {visible(team, keep='')}")
             paths = ReportPaths(out, leaderboard_nb, leaderboard_html, review_nb, review_html)
     log.info("wrote report of %s to %s", spec.id, out)
     return paths
@@ -212,18 +212,9 @@ def _template(name: str) -> Path:
 
 
 def _file_safe(name: str) -> str:
-    """A file-name fragment for a team name.
-
-    A name of letters, digits, ``.``, ``_`` and ``-`` is kept as it is; any other name becomes its safe characters
-    (other runs replaced by ``-``) plus 8 hex digits of its sha256, so two teams never share a report file.
-    """
-    import hashlib
-
-    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,79}", name):
-        return name
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:60]
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-    return f"{safe}-{digest}" if safe else digest
+    """A file-name fragment for a team name: :func:`harness.text.slug` (ASCII names kept; others folded plus a
+    hash, so two teams never share a report file)."""
+    return slug(name)
 
 
 def _split_secret(url: str) -> tuple[str | None, str | None]:

@@ -3,7 +3,8 @@
 * :func:`glue_table` / :func:`read_glued`: a table displayed in a notebook with a copy of its exact values that tests
   and other tools read back from the executed notebook (:func:`table_records` is that copy);
 * :func:`style_metric_table`: the metric table as a pandas Styler, best value per metric marked, values shown at the
-  spec's precision, every string HTML-escaped (team names, reasons and logs are written by teams);
+  spec's precision, every string made visible (:func:`harness.text.visible`) and HTML-escaped (team names, reasons
+  and logs are written by teams);
 * :func:`plain_table` for any other table, :func:`runs_by_split_table` for one team's runs, :func:`plain_label` for
   text in plots.
 """
@@ -22,6 +23,7 @@ from harness.report.errors import ReportError
 from harness.spec import MetricSpec
 from harness.status import Status
 from harness.store import ScoredRun
+from harness.text import visible
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -105,8 +107,9 @@ def read_glued(notebook: str | Path, name: str) -> list[dict[str, Any]]:
 
 
 def plain_label(text: str) -> str:
-    """A string matplotlib shows literally (``$`` would start mathtext)."""
-    return str(text).replace("$", r"\$")
+    """A string matplotlib shows literally: control and format characters made visible (one line), ``$`` escaped
+    (it would start mathtext)."""
+    return visible(str(text), keep="").replace("$", r"\$")
 
 
 def _text_columns(df: pd.DataFrame) -> list[Any]:
@@ -114,10 +117,11 @@ def _text_columns(df: pd.DataFrame) -> list[Any]:
 
 
 def plain_table(df: pd.DataFrame, *, precision: int = 3, formats: dict[str, str] | None = None) -> Styler:
-    """A table for a report: strings HTML-escaped and left-aligned, numbers right-aligned, index hidden.
+    """A table for a report: strings made visible and HTML-escaped, left-aligned; numbers right-aligned; no index.
 
     Args:
-        df: any table; team-written strings in it are escaped.
+        df: any table; its strings may be team-written: control and bidirectional characters in them are shown
+            as escapes (:func:`harness.text.visible`; newlines and tabs kept), then HTML-escaped.
         precision: decimals of float columns without an entry in ``formats``.
         formats: column -> format string (``"{:.1f}"``) for particular columns.
 
@@ -128,6 +132,8 @@ def plain_table(df: pd.DataFrame, *, precision: int = 3, formats: dict[str, str]
     for column in shown.columns:
         if isinstance(shown[column].dtype, pd.DatetimeTZDtype):
             shown[column] = shown[column].dt.strftime("%Y-%m-%d %H:%M UTC")
+        elif pd.api.types.is_object_dtype(shown[column]) or pd.api.types.is_string_dtype(shown[column]):
+            shown[column] = shown[column].map(lambda v: visible(v) if isinstance(v, str) else v)
     styler = shown.style.format(precision=precision, na_rep="", escape="html")
     for column, fmt in (formats or {}).items():
         if column in shown:

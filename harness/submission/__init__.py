@@ -57,22 +57,26 @@ Decisions (each one a rule a team can rely on):
 
 from harness.submission.entries import (
     SubmissionEntry,
+    hidden_entries,
     iter_entries,
     open_entry,
     submitted_at,
     unopened_fingerprint,
 )
 from harness.submission.model import DEFAULT_LIMITS, SUBMISSION_SUFFIXES, TEAM_FILE, OpenedSubmission, OpenLimits
-from harness.submission.team import team_name_from_entry
+from harness.submission.team import MAX_TEAM_NAME_CHARS, check_team_name, team_name_from_entry
 from harness.submission.unpack import open_submission
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "MAX_TEAM_NAME_CHARS",
     "SUBMISSION_SUFFIXES",
     "TEAM_FILE",
     "OpenLimits",
     "OpenedSubmission",
     "SubmissionEntry",
+    "check_team_name",
+    "hidden_entries",
     "iter_entries",
     "open_entry",
     "open_submission",

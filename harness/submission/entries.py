@@ -1,6 +1,7 @@
 """The entries of a batch folder (one per team) and what the coordinator needs of each before it runs it.
 
-:func:`iter_entries` lists the entries; :func:`open_entry` opens one into a content-addressed folder;
+:func:`iter_entries` lists the entries (:func:`hidden_entries` the ones it skips for their leading ``.``);
+:func:`open_entry` opens one into a content-addressed folder;
 :func:`unopened_fingerprint` names the content of an entry that could not be opened (so a refused entry is not
 tried again on each call); :func:`submitted_at` says when an entry was submitted.
 """
@@ -24,7 +25,7 @@ from harness.submission.model import FORMATS_TEXT, JUNK_DIRS, OpenedSubmission, 
 from harness.submission.team import team_name_from_entry
 from harness.submission.unpack import open_submission
 
-__all__ = ["SubmissionEntry", "iter_entries", "open_entry", "submitted_at", "unopened_fingerprint"]
+__all__ = ["SubmissionEntry", "hidden_entries", "iter_entries", "open_entry", "submitted_at", "unopened_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ def iter_entries(submissions_dir: Path) -> list[SubmissionEntry]:
     """List one entry per team in a folder of submissions, sorted by name.
 
     Entries are sub-folders and files ending in ``.zip``, ``.tar.gz``, ``.tgz``, ``.tar`` or ``.ipynb`` (any
-    case). Hidden names (starting with ``.``) and ``__MACOSX``/``__pycache__`` are skipped; other files are
-    skipped with a warning in the log. Two entries with the same default team name (``a.zip`` and ``a/``) are both
-    listed, with a warning.
+    case). Hidden names (starting with ``.``; :func:`hidden_entries` lists them, for the batch summary) and
+    ``__MACOSX``/``__pycache__`` are skipped; other files are skipped with a warning in the log. Two entries with
+    the same default team name (``a.zip`` and ``a/``) are both listed, with a warning.
 
     Args:
         submissions_dir: the folder holding the entries.
@@ -83,6 +84,21 @@ def iter_entries(submissions_dir: Path) -> list[SubmissionEntry]:
         if count > 1:
             logger.warning("%d entries in %s share the team name %r", count, folder, name)
     return entries
+
+
+def hidden_entries(submissions_dir: Path) -> list[str]:
+    """The names in a folder of submissions that :func:`iter_entries` skips because they start with ``.``.
+
+    Args:
+        submissions_dir: the folder holding the entries.
+
+    Returns:
+        The names, sorted; ``[]`` when the folder cannot be listed.
+    """
+    try:
+        return sorted(child.name for child in Path(submissions_dir).iterdir() if child.name.startswith("."))
+    except OSError:
+        return []
 
 
 def open_entry(

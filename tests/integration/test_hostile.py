@@ -615,3 +615,91 @@ def test_a_full_work_folder_is_a_harness_error_and_the_next_call_recovers(
     assert "whose last run was a harness error were evaluated again" in recovered.stdout
     active = {r.team: r.status for r in all_runs(db) if r.active}
     assert active == {"a-small": "succeeded", "b-big": "succeeded", "c-small": "succeeded", "d-new": "succeeded"}
+
+
+# -- issue 11, kinds 3 and 5: team text with escapes, team names in any script ------------------------------
+
+#: An exception message holding every kind of terminal and formatting control a hostile team might send:
+#: clear screen and home, an OSC window title, colours, cursor moves, a carriage return overwriting the line,
+#: backspaces, a right-to-left override and a left-to-right isolate. Written as escapes in the notebook's source.
+ESCAPES_MESSAGE = (
+    r"\x1b[2J\x1b[Hcleared \x1b]0;pwned title\x07\x1b[31mred\x1b[0m \x1b[5A\x1b[2Kmoved "
+    r"bad score\rgood score wrong\x08\x08\x08\x08\x08right \u202eexe.txt\u202c \u2066isolated\u2069"
+)
+#: The same message as the judges' surfaces must show it.
+ESCAPES_SHOWN = ESCAPES_MESSAGE.replace(r"\r", "\\r")
+
+
+def _raw_controls(text: str) -> list[str]:
+    import unicodedata
+
+    return [c for c in text if c not in "\n\t" and unicodedata.category(c) in {"Cc", "Cf", "Cs", "Zl", "Zp"}]
+
+
+def test_escapes_in_an_exception_and_names_in_any_script_reach_every_surface_visibly(
+    minimal_task: Path, test_image: str, tmp_path: Path
+) -> None:
+    subs = tmp_path / "submissions"
+    evil = subs / "escapes"
+    evil.mkdir(parents=True)
+    raising = f'raise ValueError("{ESCAPES_MESSAGE}")'
+    corpus.write_notebook(corpus.notebook([raising]))(evil / "solution.ipynb")
+    (evil / "team.yaml").write_text("team: Ёжики №7 ✨\n", encoding="utf-8")
+    corpus.write_script(corpus.script_predict(tag="tokyo"))(subs / "チーム 東京")  # named by its folder
+    corpus.write_script(corpus.script_predict(tag="hidden"))(subs / ".git")  # hidden: skipped, and said so
+    home = tmp_path / "home"
+
+    run = run_harness(harness_argv(minimal_task, subs, home))
+    assert run.returncode == 0, run.stderr
+    for stream in (run.stdout, run.stderr):
+        assert _raw_controls(stream) == [], repr(stream)
+    progress = [line for line in run.stderr.splitlines() if line.startswith("Ёжики №7 ✨")]
+    assert len(progress) == 1 and "failed" in progress[0], run.stderr
+    assert "raised ValueError: \\x1b[2J\\x1b[Hcleared \\x1b]0;pwned title\\x07" in progress[0]
+    assert any(line.startswith("チーム 東京") and "succeeded" in line for line in run.stderr.splitlines())
+    assert "2 entries: 2 evaluated (1 failed, 1 succeeded)" in run.stdout
+    assert "1 hidden name(s) skipped (starting with '.'): .git" in run.stdout
+
+    (failed,) = [r for r in all_runs(home / "results.sqlite") if r.team == "Ёжики №7 ✨"]
+    assert failed.status == "failed"
+    exact = ESCAPES_MESSAGE.encode().decode("unicode_escape")  # the store keeps the exact text
+    assert exact in failed.reason
+
+    def board(*extra: str) -> str:
+        argv = [sys.executable, "-m", "harness.cli", "leaderboard", str(minimal_task), "--home", str(home), *extra]
+        proc = run_harness(argv)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    for fmt in ("table", "csv", "markdown", "html"):
+        shown = board("--format", fmt)
+        assert _raw_controls(shown) == [], (fmt, shown)
+        assert "Ёжики №7 ✨" in shown and "チーム 東京" in shown, fmt
+        assert "\\x1b[2J\\x1b[Hcleared" in shown and "\\u202eexe.txt\\u202c" in shown, fmt
+        assert "bad score\\rgood score" in shown and "wrong\\x08\\x08" in shown, fmt
+    records = json.loads(board("--format", "json"))
+    assert {r["team"] for r in records} == {"Ёжики №7 ✨", "チーム 東京"}
+    assert any(exact in r["reason"] for r in records)  # JSON keeps the exact text
+
+    check = run_harness([sys.executable, "-m", "harness.cli", "check", str(minimal_task), str(evil)])
+    assert check.returncode == 1, check.stderr
+    assert _raw_controls(check.stdout + check.stderr) == [], repr(check.stdout)
+    assert "FAIL (failed): cell #2 of your notebook raised ValueError: \\x1b[2J\\x1b[Hcleared" in check.stdout
+    assert "\\u202eexe.txt\\u202c \\u2066isolated\\u2069" in check.stdout
+
+
+def test_a_team_yaml_name_with_a_bidi_override_is_refused_by_run_and_check_alike(
+    minimal_task: Path, test_image: str, tmp_path: Path
+) -> None:
+    subs = tmp_path / "submissions"
+    entry = corpus.write_script(corpus.script_predict(tag="rlo"))(subs / "rlo")
+    (entry / "team.yaml").write_text('team: "admin\\u202egnp.exe"\n', encoding="utf-8")
+    run = run_harness(harness_argv(minimal_task, subs, tmp_path / "home"))
+    assert run.returncode == 0, run.stderr
+    (refused,) = all_runs(tmp_path / "home" / "results.sqlite")
+    assert refused.status == "rejected" and refused.team == "rlo"
+    named = "holds U+202E RIGHT-TO-LEFT OVERRIDE (an invisible format character)"
+    assert named in refused.reason and "team name 'admin\\u202egnp.exe'" in refused.reason
+    check = run_harness([sys.executable, "-m", "harness.cli", "check", str(minimal_task), str(entry)])
+    assert check.returncode == 1 and named in check.stdout, check.stdout
+    assert _raw_controls(run.stdout + run.stderr + check.stdout) == []

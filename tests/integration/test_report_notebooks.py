@@ -752,3 +752,46 @@ def test_cli_writes_report_and_prints_paths(toy: Toy, tmp_path: Path) -> None:
     expected = leaderboard(toy.task_dir, db_url=toy.db_url, home=toy.home, split="private")
     assert read_glued(out / "leaderboard.ipynb", "leaderboard") == table_records(expected)
     assert (out / "leaderboard.html").is_file()
+
+
+# -- issue 11: team text with escapes, a team named in another script ------------------------------------------
+
+ESCAPED_TEAM = "Ёжики №7 ✨"
+#: A reason and a log holding a clear-screen, an OSC title, a carriage return, backspaces and a bidi override.
+ESCAPED_TEXT = "ValueError: \x1b[2J\x1b[H\x1b]0;pwned\x07bad\rgood wrong\x08\x08\x08\x08\x08right \u202eexe.txt\u202c"
+
+
+def _raw_controls(text: str) -> list[str]:
+    import unicodedata
+
+    return [c for c in text if c not in "\n\t" and unicodedata.category(c) in {"Cc", "Cf", "Cs", "Zl", "Zp"}]
+
+
+def test_report_pages_show_team_text_escapes_and_names_in_any_script(tmp_path: Path) -> None:
+    toy = build_toy(tmp_path / "toy")
+    store = Store(toy.db_url)
+    try:
+        _record(
+            store,
+            toy.home,
+            team=ESCAPED_TEAM,
+            content="escapes",
+            submitted_at=T0 + dt.timedelta(hours=7),
+            status="failed",
+            source=str(tmp_path / "incoming" / "escapes"),
+            reason=f"cell #2 of your notebook raised {ESCAPED_TEXT}",
+            log=f"epoch 1\n{ESCAPED_TEXT}\n\x1b[32mdone\x1b[0m\n",
+        )
+    finally:
+        store.close()
+    paths = write_report(toy.task_dir, db_url=toy.db_url, home=toy.home, team=ESCAPED_TEAM, out_dir=tmp_path / "r")
+    assert paths.review_html is not None and paths.review_notebook is not None
+    assert paths.review_html.name.startswith("review-No7-") and paths.review_html.name.isascii()
+    for page in (paths.leaderboard_html.read_text(encoding="utf-8"), paths.review_html.read_text(encoding="utf-8")):
+        assert _raw_controls(page) == []
+        assert ESCAPED_TEAM in page
+        assert "\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07bad\\rgood" in page and "\\u202eexe.txt\\u202c" in page
+    review = paths.review_html.read_text(encoding="utf-8")
+    assert "wrong\\x08\\x08\\x08\\x08\\x08right" in review and "\\x1b[32mdone\\x1b[0m" in review  # the log tail
+    glued = read_glued(paths.leaderboard_notebook, "leaderboard")  # the machine-readable copy keeps the exact text
+    assert any(ESCAPED_TEXT in (row["reason"] or "") for row in glued)

@@ -285,12 +285,13 @@ def test_runs_by_split_table_has_every_metric_on_every_split() -> None:
     assert list(table["active"]) == [True, False]
 
 
-def test_log_tail_keeps_last_lines_without_ansi_and_reads_little(tmp_path: Path) -> None:
+def test_log_tail_keeps_last_lines_with_escapes_made_visible_and_reads_little(tmp_path: Path) -> None:
+    # Issue 11 (kind 3): ANSI codes are no longer stripped but shown, like every other control character.
     log = tmp_path / "log.txt"
     log.write_text("".join(f"line {i}\n" for i in range(1000)) + "\x1b[31mred\x1b[0m end\n", encoding="utf-8")
-    assert log_tail(log, 3) == "line 998\nline 999\nred end"
-    assert log_tail(log, 5, max_bytes=20).splitlines()[-1] == "red end"
-    assert len(log_tail(log, 1000, max_bytes=100)) <= 100
+    assert log_tail(log, 3) == "line 998\nline 999\n\\x1b[31mred\\x1b[0m end"
+    assert log_tail(log, 5, max_bytes=20).splitlines()[-1] == "\\x1b[31mred\\x1b[0m end"
+    assert len(log_tail(log, 1000, max_bytes=100)) <= 100 + 3 * 2  # two ESC (1 char each) shown as 4 characters
     assert log_tail(tmp_path / "missing.txt") == ""
 
 

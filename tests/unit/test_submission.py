@@ -224,9 +224,10 @@ def test_team_yaml_names_the_team_and_is_left_out_of_the_hash(tmp_path: Path) ->
     [
         (b"team: ''\n", "1 to 64 characters"),
         (b"team: " + b"x" * 65 + b"\n", "1 to 64 characters"),
-        (b"team: 'a/b'\n", "letters, digits"),
-        (b"team: '<script>'\n", "letters, digits"),
-        (b"team: '...'\n", "letters, digits"),
+        (b"team: '...'\n", "has no letter, number or symbol"),
+        (b'team: "evil\\e[2J"\n', r"U\+001B ESCAPE \(a control character\)"),
+        (b'team: "a\\u202eb"\n', r"U\+202E RIGHT-TO-LEFT OVERRIDE \(an invisible format character\)"),
+        (b'team: "a\\u200db"\n', r"U\+200D ZERO WIDTH JOINER"),
         (b"team: [a, b]\n", "must be a name"),
         (b"name: wizards\n", "no `team:` key"),
         (b"team: [unclosed\n", "not valid YAML"),
@@ -873,12 +874,15 @@ def test_iter_entries_needs_a_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("entry_name", "team"),
     [
-        ("team@home", "team_home"),
-        ("a|b", "a_b"),
-        ("esc\x1b[31mred", "esc__31mred"),
-        ("=cmd()", "_cmd__"),
+        ("team@home", "team@home"),  # issue 11: display names keep symbols and punctuation; slugs are for paths
+        ("a|b", "a|b"),
+        ("esc\x1b[31mred", "esc_[31mred"),  # a control character is never kept
+        ("=cmd()", "=cmd()"),  # CSV exports neutralise the formula prefix
         ("x" * 70, "x" * 64),
         ("café", "café"),
+        ("Ёжики №7 ✨", "Ёжики №7 ✨"),
+        ("cafe\u0301", "café"),  # NFC: a macOS (NFD) folder name is the same team as its team.yaml
+        ("a\u202eb\u200dc", "a_b_c"),
     ],
 )
 def test_team_names_from_entry_names_follow_the_team_yaml_rules(tmp_path: Path, entry_name: str, team: str) -> None:
