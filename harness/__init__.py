@@ -35,7 +35,7 @@ def __getattr__(name: str) -> Any:
 
         return evaluate_many
     if name == "leaderboard":
-        from harness.leaderboard import leaderboard
+        from harness.ranking import leaderboard
 
         return leaderboard
     if name == "write_report":

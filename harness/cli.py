@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.errors import EXIT_CODES, HarnessError, SubmissionError
-from harness.interrupts import Interrupted, graceful_shutdown
+from harness.interrupts import Interrupted, Shutdown, graceful_shutdown
 from harness.text import visible
 
 if TYPE_CHECKING:
@@ -68,29 +68,46 @@ def _exit_code(exc: HarnessError) -> int:
     return 2
 
 
+def _run_reporting_errors(func: Callable[..., Any], shutdown: Shutdown, *args: Any, **kwargs: Any) -> Any:
+    """Call ``func`` under :func:`graceful_shutdown` (noting a signal in ``shutdown``) and map its errors."""
+    try:
+        with graceful_shutdown() as state:
+            try:
+                return func(*args, **kwargs)
+            finally:
+                shutdown.signum = state.signum
+    except HarnessError as exc:
+        # Messages quote team text (escapes made visible) and lists (not markup).
+        message = escape(visible(f"{type(exc).__name__}: {exc}"))
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+        raise typer.Exit(_exit_code(exc)) from None
+    except OSError as exc:  # a path the user gave: missing folder, a file where a folder is expected, ...
+        said = visible(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        err_console.print(said, highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or a closed terminal (SIGHUP): see harness.interrupts
+        code = exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+        shutdown.signum = code - 128
+        with contextlib.suppress(OSError):  # after SIGHUP stderr may be /dev/null; never fail here
+            err_console.print("interrupted: the sandboxes were removed; run the same command again to resume.")
+        raise typer.Exit(code) from None
+
+
 def handle_errors(func: F) -> F:
     """Run a command under :func:`~harness.interrupts.graceful_shutdown`; turn a HarnessError into its message on
     stderr and its documented exit code, an interruption into 128 + the signal's number (130, 143, 129)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        shutdown = Shutdown()
         try:
-            with graceful_shutdown():
-                return func(*args, **kwargs)
-        except HarnessError as exc:
-            # Messages quote team text (escapes made visible) and lists (not markup).
-            message = escape(visible(f"{type(exc).__name__}: {exc}"))
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
-            raise typer.Exit(_exit_code(exc)) from None
-        except OSError as exc:  # a path the user gave: missing folder, a file where a folder is expected, ...
-            said = visible(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-            err_console.print(said, highlight=False)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or a closed terminal (SIGHUP): see harness.interrupts
-            code = exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
-            with contextlib.suppress(OSError):  # after SIGHUP stderr may be /dev/null; never fail here
-                err_console.print("interrupted: the sandboxes were removed; run the same command again to resume.")
-            raise typer.Exit(code) from None
+            return _run_reporting_errors(func, shutdown, *args, **kwargs)
+        except SystemExit:
+            # After a signal the clean-up may end in rich's broken-pipe exit (SystemExit(1): a pipe reader that
+            # died with the terminal); the exit code still says which signal stopped the command.
+            if shutdown.exit_code is not None:
+                raise typer.Exit(shutdown.exit_code) from None
+            raise
 
     return wrapper  # type: ignore[return-value]
 
@@ -199,8 +216,10 @@ def run(
 
     from harness.scheduling import Hooks, evaluate_many
     from harness.settings import get_settings
-    from harness.spec import load_spec
+    from harness.spec import PHASES, load_spec
 
+    if phase not in PHASES:
+        raise typer.BadParameter(f"expected one of {', '.join(PHASES)}", param_hint="--phase")
     spec = load_spec(task_dir)
     if not submissions_dir.is_dir():
         raise SubmissionError("not a folder of submissions (one entry per team)", str(submissions_dir))
@@ -270,7 +289,7 @@ def leaderboard_cmd(
     wide: Annotated[bool, typer.Option(help="Show every column (submission hash, timings, ...) in the table.")] = False,
 ) -> None:
     """Print or export the leaderboard: one ranked row per team."""
-    from harness.leaderboard import export, leaderboard, resolve_task
+    from harness.ranking import export, leaderboard, resolve_task
 
     if split not in ("public", "private"):
         raise typer.BadParameter("expected public or private", param_hint="--split")
@@ -321,7 +340,7 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
     import pandas as pd
     from rich.table import Table
 
-    from harness.leaderboard import display_table
+    from harness.ranking import display_table
 
     shown = display_table(df, spec.metrics)
     columns = ["rank", "team", *[m.name for m in spec.metrics], "status"]

@@ -10,7 +10,9 @@ A hung-up terminal can no longer be written to (``EIO``): on SIGHUP the standard
 pointed at ``/dev/null`` first, so the clean-up never fails on a progress bar or a message. Streams redirected to a
 file or a pipe (``nohup``, ``tmux``, a systemd unit) are left alone.
 
-Exit codes follow the shell's convention, 128 + the signal's number: 130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP).
+Signals the process was started ignoring stay ignored (``nohup`` ignores SIGHUP: such a batch outlives its
+terminal). Exit codes follow the shell's convention, 128 + the signal's number: 130 (SIGINT), 143 (SIGTERM),
+129 (SIGHUP).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["SHUTDOWN_SIGNALS", "Interrupted", "graceful_shutdown"]
+__all__ = ["SHUTDOWN_SIGNALS", "Interrupted", "Shutdown", "graceful_shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -84,31 +86,51 @@ def _silence(fds: list[int]) -> None:
         os.close(devnull)
 
 
+class Shutdown:
+    """What :func:`graceful_shutdown` saw: ``signum`` is the first shutdown signal's number, or ``None``."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """``128 + signum`` once a signal arrived, else ``None``."""
+        return None if self.signum is None else 128 + self.signum
+
+
 @contextlib.contextmanager
-def graceful_shutdown() -> Iterator[None]:
+def graceful_shutdown() -> Iterator[Shutdown]:
     """Turn the first SIGINT, SIGTERM or SIGHUP into :class:`Interrupted`; ignore later ones while unwinding.
 
-    Only the main thread can install handlers; elsewhere (a worker thread, a notebook's kernel thread) the block
-    runs unchanged. The previous handlers are restored on exit.
+    A signal the process was told to ignore stays ignored: under ``nohup`` SIGHUP is ignored and a closed terminal
+    must not stop the batch; a job started with ``&`` by a non-interactive shell ignores SIGINT. Only the main thread
+    can install handlers; elsewhere (a worker thread, a notebook's kernel thread) the block runs unchanged. The
+    previous handlers are restored on exit.
+
+    Yields:
+        A :class:`Shutdown` whose ``signum`` says which signal stopped the block (for the exit code even when the
+        clean-up then fails to write to a closed pipe).
     """
+    state = Shutdown()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield state
         return
-    fired: list[int] = []
     terminals = _terminal_fds()
 
     def _handler(signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             _silence(terminals)
-        if fired:
+        if state.signum is not None:
             log.warning("signal %s arrived while shutting down; the clean-up goes on", signum)
             return
-        fired.append(signum)
+        state.signum = signum
         raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, _handler) for sig in SHUTDOWN_SIGNALS}
+    previous = {
+        sig: signal.signal(sig, _handler) for sig in SHUTDOWN_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
-        yield
+        yield state
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

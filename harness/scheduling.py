@@ -25,7 +25,7 @@ from harness.interrupts import Interrupted
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.sandbox import get_sandbox
 from harness.scoring import EvaluatorPool
-from harness.spec import TaskSpec
+from harness.spec import PHASES, TaskSpec
 from harness.status import Status
 from harness.store import NewSubmission, Plan, Store
 from harness.submission import (
@@ -205,12 +205,15 @@ def evaluate_many(
         A :class:`BatchSummary`.
 
     Raises:
+        ValueError: an unknown ``phase``.
         SubmissionError: ``submissions_dir`` is not a folder.
         StoreError: another coordinator is evaluating this task in the same store.
         EngineUnavailableError, ImageError: the sandbox cannot run at all; nothing was recorded as failed.
         HarnessError: an entry cannot be unpacked into ``home`` (e.g. its disk is full); nothing was recorded for it.
     """
     started = dt.datetime.now(dt.UTC)
+    if phase not in PHASES:  # before anything is recorded: a typo must not fill the store with harness errors
+        raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
     submissions_dir = Path(submissions_dir)
     if not submissions_dir.is_dir():
         raise SubmissionError("not a folder of submissions (one entry per team)", str(submissions_dir))

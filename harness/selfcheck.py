@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.errors import SubmissionError
+from harness.errors import HarnessError, SubmissionError
 from harness.pipeline import RunRecord, evaluate_opened
 from harness.spec import TaskSpec, load_spec
 from harness.status import Status
@@ -217,7 +217,8 @@ def check(
         sandbox: ``docker`` (default; the judges' sandbox) or ``process`` (a local subprocess with time and memory
             limits, for laptops without Docker; it does not isolate).
         artifacts_dir: where to keep the log, the executed notebook and the outputs (default: a fresh folder under
-            ``./.harness/check/``; it is replaced on each check of the same content).
+            ``./.harness/check/``; it is replaced on each check of the same content). A folder given here must be
+            new, empty, or one an earlier check made (it is replaced): a folder of the team's own is never deleted.
 
     Returns:
         A :class:`CheckResult`; ``result.ok`` tells whether the judges' run would score the submission.
@@ -227,6 +228,7 @@ def check(
         EngineUnavailableError: ``sandbox="docker"`` and no Docker engine answers (the message says how to get one
             or to use ``sandbox="process"``).
         ImageError: the task image is missing (``harness image build TASK_DIR`` makes it).
+        HarnessError: ``artifacts_dir`` is a file, or a non-empty folder that no earlier check made.
     """
     spec = load_spec(task_dir)
     work = Path(tempfile.mkdtemp(prefix="harness-check-"))
@@ -243,9 +245,7 @@ def check(
                 resources=_resources(spec, _empty_record(spec))[0],
             )
         target = Path(artifacts_dir) if artifacts_dir else Path(".harness") / "check" / opened.content_hash[:12]
-        target = target.resolve()
-        if target.exists():
-            shutil.rmtree(target)
+        target = _fresh_artifacts_dir(target.resolve())
         record = evaluate_opened(spec, opened, phase="validation", artifacts_dir=target, sandbox=sandbox)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -263,6 +263,26 @@ def check(
         artifacts_dir=record.artifacts_dir,
         record=record,
     )
+
+
+#: Marks a folder a self-check made, so that the next check of the same content may replace it.
+ARTIFACTS_MARKER = ".harness-check"
+
+
+def _fresh_artifacts_dir(target: Path) -> Path:
+    """Empty ``target`` for a check's artifacts, refusing to delete anything the harness did not make."""
+    if target.exists() and not target.is_dir():
+        raise HarnessError(f"--artifacts {target} is a file; give a new or empty folder")
+    if target.is_dir() and any(target.iterdir()):
+        if not (target / ARTIFACTS_MARKER).is_file():
+            raise HarnessError(
+                f"--artifacts {target} is a folder with files that no self-check made; give a new or empty folder "
+                "(the check replaces its artifacts folder, and would delete what is in it)"
+            )
+        shutil.rmtree(target)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / ARTIFACTS_MARKER).write_text("made by `harness check`; replaced by the next check\n", encoding="utf-8")
+    return target
 
 
 def _empty_record(spec: TaskSpec) -> RunRecord:

@@ -223,6 +223,19 @@ class DataSpec(_Strict):
     def _public_relative(cls, value: str) -> str:
         return _relative_path(value)
 
+    @field_validator("root")
+    @classmethod
+    def _root_is_a_subfolder(cls, value: str) -> str:
+        # `harness task prepare` replaces this folder as a whole: it must be a folder of its own inside the task
+        # folder, never the task folder itself or anything above it.
+        path = PurePosixPath(value)
+        if not value or path.is_absolute() or ".." in path.parts or not path.parts or path.parts[0] in (".", ""):
+            raise ValueError(
+                "expected a folder of its own inside the task folder, such as 'data' (it is replaced as a whole by "
+                f"`harness task prepare`, so not '.', not absolute, no '..'), got {value!r}"
+            )
+        return value
+
     @field_validator("inputs", "references")
     @classmethod
     def _paths_relative(cls, value: dict[str, str]) -> dict[str, str]:

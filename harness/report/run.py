@@ -120,7 +120,7 @@ def write_report(
         ReportError: a notebook cell failed (the executed notebook is still saved; the message names the cell and
             the file), the kernel could not be prepared, or the HTML export failed.
     """
-    from harness.leaderboard import resolve_task
+    from harness.ranking import resolve_task
     from harness.settings import get_settings
 
     spec = resolve_task(task)

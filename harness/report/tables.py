@@ -152,15 +152,15 @@ def style_metric_table(df: pd.DataFrame, metrics: Sequence[MetricSpec]) -> Style
     """The metric table for judges' eyes: best value per metric marked, spec precision, strings HTML-escaped.
 
     Args:
-        df: a metric table (:func:`harness.leaderboard.metric_table`), one row per team or per run.
+        df: a metric table (:func:`harness.ranking.metric_table`), one row per team or per run.
         metrics: the spec's metrics; each column is shown with ``precision`` decimals and its best value among
             ``succeeded`` rows (minimum or maximum by ``goal``) is marked in bold on green. Rows that did not
             succeed are greyed.
 
     Returns:
-        A Styler over :func:`harness.leaderboard.display_table`'s columns, index hidden.
+        A Styler over :func:`harness.ranking.display_table`'s columns, index hidden.
     """
-    from harness.leaderboard import display_table
+    from harness.ranking import display_table
 
     shown = display_table(df, metrics).reset_index(drop=True)
     shown["submitted_at"] = pd.to_datetime(shown["submitted_at"], utc=True).dt.strftime("%Y-%m-%d %H:%M UTC")

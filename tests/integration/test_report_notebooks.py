@@ -32,7 +32,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.leaderboard import leaderboard
+from harness.ranking import leaderboard
 from harness.record import RunRecord
 from harness.report import ReportError, ReportPaths, read_glued, table_records, write_report
 from harness.store import Store

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from harness.leaderboard import leaderboard
+from harness.ranking import leaderboard
 from harness.store import Store
 
 pytestmark = pytest.mark.integration
@@ -251,6 +251,40 @@ def test_dask_cluster_runs_the_batch_and_the_coordinator_writes(
     assert board["mae"].iloc[0] == 0.0
 
 
+def test_a_batch_started_under_nohup_outlives_its_terminal(
+    minimal_task: Path, test_image: str, tmp_path: Path, docker_api: object
+) -> None:
+    from harness.sandbox.docker import CONTAINER_LABEL, CONTAINER_LABEL_SESSION, SESSION_ENV
+
+    subs = tmp_path / "submissions"
+    for i in range(2):
+        _script(subs / f"team-{i}", PERFECT + f"\n# team {i}\n", delay_s=4)
+    home = tmp_path / "home"
+    log = tmp_path / "run.log"
+    cmd = ["sh", "-c", f'exec "$@" > {log} 2>&1', "sh", sys.executable, "-m", "harness.cli", "run", str(minimal_task)]
+    cmd += [str(subs), "--home", str(home), "--workers", "2"]
+    labels = {CONTAINER_LABEL: "1", CONTAINER_LABEL_SESSION: os.environ[SESSION_ENV]}
+    proc, master, reader = _in_own_session_on_a_pty(cmd, nohup=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not docker_api.list_containers(labels) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.2)
+        reader.stop.set()  # type: ignore[attr-defined]
+        reader.join()
+        os.close(master)  # the terminal goes away; SIGHUP is ignored, as nohup asked
+        master = -1
+        proc.wait(timeout=120)
+    finally:
+        if master >= 0:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = log.read_text()
+    assert proc.returncode == 0, out
+    assert "2 entries: 2 evaluated (2 succeeded)" in out, out
+
+
 def test_a_stopped_dask_worker_removes_the_sandboxes_it_started(
     minimal_task: Path, test_image: str, tmp_path: Path, docker_api: object
 ) -> None:
@@ -364,13 +398,18 @@ def test_ctrl_c_stops_the_batch_removes_its_containers_and_resumes(
     assert "3 evaluated (3 succeeded)" in resumed.stdout, resumed.stdout
 
 
-def _in_own_session_on_a_pty(cmd: list[str]) -> tuple[subprocess.Popen[bytes], int, threading.Thread]:
+def _in_own_session_on_a_pty(
+    cmd: list[str], *, nohup: bool = False
+) -> tuple[subprocess.Popen[bytes], int, threading.Thread]:
     """Start ``cmd`` as a session leader whose controlling terminal is a new pseudo-terminal, as a shell over SSH
-    starts a command. Returns the process, the terminal's master side and the thread that drains it."""
+    starts a command (with ``nohup``: ignoring SIGHUP, as ``nohup`` starts it). Returns the process, the terminal's
+    master side and the thread that drains it."""
     master, slave = os.openpty()
 
     def _take_terminal() -> None:  # runs after setsid(): the pty becomes the new session's controlling terminal
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        if nohup:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     proc = subprocess.Popen(
         cmd,

@@ -31,7 +31,7 @@ from sqlalchemy import create_engine, text, update
 from sqlalchemy.exc import IntegrityError
 
 from harness.errors import StoreError
-from harness.leaderboard import METRIC_TABLE_COLUMNS, metric_table
+from harness.ranking import METRIC_TABLE_COLUMNS, metric_table
 from harness.record import RunRecord
 from harness.spec import MetricSpec
 from harness.store import LeaseRow, MetaRow, RunRow, Store

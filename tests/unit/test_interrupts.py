@@ -41,3 +41,15 @@ def test_previous_handlers_come_back_and_the_exception_pickles() -> None:
     assert {sig: signal.getsignal(sig) for sig in SHUTDOWN_SIGNALS} == before
     again = pickle.loads(pickle.dumps(Interrupted(signal.SIGHUP)))
     assert isinstance(again, Interrupted) and again.exit_code == 129
+
+
+def test_a_signal_the_process_ignores_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        with graceful_shutdown() as state:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)  # the terminal closes: the batch goes on
+            signal.sigtimedwait([], 0)
+        assert state.signum is None
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.leaderboard import METRIC_TABLE_COLUMNS, export, metric_table, rank_table
+from harness.ranking import METRIC_TABLE_COLUMNS, export, metric_table, rank_table
 from harness.record import RunRecord
 from harness.spec import MetricSpec
 from harness.store import Store
@@ -213,6 +213,6 @@ def test_only_unfinished_runs_say_so_instead_of_no_results(store: Store) -> None
 def test_a_metric_no_run_was_scored_with_is_warned_about(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     _record(store, "a", "a1" * 32, {"mae": 5.0})
     renamed = MetricSpec(name="max_err", goal="minimize", precision=2)
-    with caplog.at_level("WARNING", logger="harness.leaderboard"):
+    with caplog.at_level("WARNING", logger="harness.ranking"):
         metric_table(None, store, task_id="task", metrics=[MAE, renamed])
     assert "metric(s) max_err" in caplog.text and "--rerun" in caplog.text

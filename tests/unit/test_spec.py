@@ -257,3 +257,11 @@ def test_a_misspelt_required_key_is_named_as_unknown_with_the_right_spelling(tmp
         load_spec(task)
     assert info.value.field == "evaluator.clas_name"
     assert "did you mean 'class_name'?" in info.value.message
+
+
+@pytest.mark.parametrize("root", [".", "./", "..", "../other-task", "/srv/data", "data/../.."])
+def test_a_data_root_that_is_not_a_subfolder_is_refused(tmp_path: Path, root: str) -> None:
+    raw = toy_raw()
+    raw["data"]["root"] = root  # `harness task prepare` replaces this folder: '.' would delete the task itself
+    with pytest.raises(SpecError, match=r"data.root: expected a folder of its own inside the task folder"):
+        load_spec(write_toy_task(tmp_path / "t", raw, data=False))

@@ -23,7 +23,7 @@ from spec_fixtures import perfect_predictions, write_toy_task
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.leaderboard import export, metric_table
+from harness.ranking import export, metric_table
 from harness.record import RunRecord
 from harness.report.artifacts import artifact_links_html, log_tail
 from harness.report.run import _file_safe
