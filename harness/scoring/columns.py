@@ -33,9 +33,15 @@ def _are(n: int) -> str:
     return "is" if n == 1 else "are"
 
 
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` for a message: at most ``limit`` characters, a longer one cut with its length said (a team's value
+    or column name may be megabytes long)."""
+    return text if len(text) <= limit else f"{text[:limit]}… [{_fmt(len(text))} characters]"
+
+
 def _first_id(ids: pd.Series, mask: np.ndarray | pd.Series) -> str:
     hits = ids[np.asarray(mask, dtype=bool)]
-    return str(hits.iloc[0]) if len(hits) else "?"
+    return _clip(str(hits.iloc[0])) if len(hits) else "?"
 
 
 def _parse_column(column: ColumnSpec, raw: pd.Series, ids: pd.Series, name: str) -> tuple[pd.Series, list[str]]:
@@ -65,13 +71,13 @@ def _parse_column(column: ColumnSpec, raw: pd.Series, ids: pd.Series, name: str)
         if bad.any():
             problems.append(
                 f"column {col!r} must hold true/false (or 1/0); {_plural(int(bad.sum()), 'value')} "
-                f"{_are(int(bad.sum()))} not, first: {stripped[bad].iloc[0]!r} at id {_first_id(ids, bad)}"
+                f"{_are(int(bad.sum()))} not, first: {_clip(str(stripped[bad].iloc[0]))!r} at id {_first_id(ids, bad)}"
             )
         return lowered.map(_BOOL_VALUES).astype(object), problems
     numbers = pd.to_numeric(stripped.where(~missing, None), errors="coerce").astype("float64")
     unparsable = numbers.isna().to_numpy() & ~missing
     if unparsable.any():
-        first = str(stripped[unparsable].iloc[0])
+        first = _clip(str(stripped[unparsable].iloc[0]))
         thousands = stripped[unparsable].str.match(_THOUSANDS)
         problem = (
             f"column {col!r} must hold numbers ({column.dtype}); {_plural(int(unparsable.sum()), 'value')} "
