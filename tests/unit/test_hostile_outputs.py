@@ -240,5 +240,8 @@ def test_utf16_from_a_spreadsheet_is_refused_as_not_utf8(
     spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path
 ) -> None:
     error = refused(spec, write(tmp_path, table(rows).decode().encode("utf-16")))
-    assert error.message == "predictions.csv is not a CSV file"
-    assert "holds binary data (a NUL byte at offset 3), not CSV text" in error.problems[0]
+    assert error.message == "predictions.csv is not UTF-8 text"  # issue 11: named, no longer "binary data"
+    assert (
+        "looks like UTF-16 (little-endian, with a byte-order mark) text, not UTF-8; save it as UTF-8"
+        in (error.problems[0])
+    )
