@@ -344,36 +344,47 @@ def _parse_ids(
             n_bad = int(bad.sum())
             problems.append(
                 f"column {id_col!r} must hold whole numbers; {_plural(n_bad, 'id')} {_are(n_bad)} not, "
-                f"first: {raw[bad].iloc[0]!r}"
+                f"first: {_clip(str(raw[bad].iloc[0]))!r}"
             )
         ids = pd.Series([int(v) if ok else None for v, ok in zip(parsed, whole, strict=True)], dtype=object)
         skip |= bad
-    duplicated = ids.duplicated(keep=False).to_numpy() & ~skip
+    # One hash pass over the file's ids and the expected ones: every check below is then numpy on integer codes.
+    # (Index.isin on object ids took 0.6 s per million; factorize takes 0.1 s.)
+    expected = None if expected_ids is None else pd.Series(list(expected_ids), dtype=object).to_numpy()
+    values = ids.to_numpy(dtype=object)
+    both = values if expected is None else np.concatenate([values, expected])
+    codes, uniques = pd.factorize(both, use_na_sentinel=False)
+    id_codes, expected_codes = codes[: len(values)], codes[len(values) :]
+    kept = id_codes[~skip]
+    counts = np.bincount(kept, minlength=len(uniques))
+    duplicated = (counts[id_codes] > 1) & ~skip
     if duplicated.any():
-        first = ids[duplicated].iloc[0]
-        lines = [str(i + 2) for i in np.flatnonzero((ids == first).to_numpy())[:3]]
-        n_ids = int(ids[duplicated].nunique())
+        first_row = int(np.argmax(duplicated))
+        first = values[first_row]
+        lines = [str(i + 2) for i in np.flatnonzero((id_codes == id_codes[first_row]) & ~skip)[:3]]
+        n_ids = int((counts > 1).sum())
         verb = "appears" if n_ids == 1 else "appear"
         problems.append(
             f"{_plural(n_ids, 'id')} {verb} more than once ({_plural(int(duplicated.sum()), 'row')} in all); "
-            f"first: {first} (lines {', '.join(lines)}); write each id exactly once"
+            f"first: {_clip(str(first))} (lines {', '.join(lines)}); write each id exactly once"
         )
-    if expected_ids is not None:
+    if expected is not None:
         rows = f"the rows of {spec.data.predict_file} in input_dir" if spec.data.predict_file else "the rows to predict"
-        expected = pd.Index(pd.Series(list(expected_ids), dtype=object))
-        present = pd.Index(ids[~skip])
-        missing_mask = ~expected.isin(present)
+        missing_mask = counts[expected_codes] == 0
         if missing_mask.any():
             problems.append(
                 f"{name} lacks {_fmt(int(missing_mask.sum()))} of {_fmt(len(expected))} ids; first "
-                f"missing: {expected[missing_mask][0]}; predict every one of {rows}"
+                f"missing: {_clip(str(expected[int(np.argmax(missing_mask))]))}; predict every one of {rows}"
             )
-        extra_mask = ~present.isin(expected)
+        wanted = np.zeros(len(uniques), dtype=bool)
+        wanted[expected_codes] = True
+        extra_mask = ~wanted[kept]
         if extra_mask.any():
-            extra = present[extra_mask]
-            n_extra = int(extra.nunique())
+            n_extra = len(np.unique(kept[extra_mask]))
+            first_extra = uniques[kept[int(np.argmax(extra_mask))]]
             problems.append(
                 f"{name} has {_plural(n_extra, 'id')} that {'is' if n_extra == 1 else 'are'} not among "
-                f"the rows to predict; first: {extra[0]}; predict exactly {rows}, not those of the training data"
+                f"the rows to predict; first: {_clip(str(first_extra))}; predict exactly {rows}, not those of the "
+                "training data"
             )
     return ids, problems

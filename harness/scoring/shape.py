@@ -10,7 +10,6 @@ widths found here are what refuses a row with an unquoted comma.
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -18,7 +17,7 @@ from typing import Final
 import numpy as np
 
 from harness.errors import InvalidOutputError
-from harness.scoring.columns import _clip, _fmt
+from harness.scoring.columns import _fmt
 
 __all__ = ["MAX_COLUMNS", "Header", "RowShape", "read_header", "scan_rows"]
 
@@ -80,8 +79,7 @@ def read_header(data: bytes, name: str) -> Header:
         The header; :attr:`Header.names` has at most :data:`MAX_COLUMNS` entries.
 
     Raises:
-        InvalidOutputError: the header names more than :data:`MAX_COLUMNS` columns, or cannot be read as a CSV row
-            (a name longer than the csv module's field limit of 131,072 characters, a stray line break).
+        InvalidOutputError: the header names more than :data:`MAX_COLUMNS` columns.
     """
     newline = _LF if b"\n" in data else _CR
     end = data.find(bytes([newline]))
@@ -102,17 +100,39 @@ def read_header(data: bytes, name: str) -> Header:
                 "transposed: write df, not df.T)"
             ],
         )
-    if '"' not in line and "\r" not in line:
-        names = line.split(",")
-    else:
-        try:
-            names = next(csv.reader([line]), [])
-        except csv.Error as exc:
-            raise InvalidOutputError(
-                f"{name} has an unreadable header",
-                [f"the header line of {name} ({_clip(line)!r}) cannot be read as a CSV row: {exc}"],
-            ) from None
+    names = _split_header(line) if '"' in line else line.split(",")
     return Header(names=names, line=line, body_start=min(end + 1, len(data)), newline=newline)
+
+
+def _split_header(line: str) -> list[str]:
+    """Split a header line with double quotes into names as the csv module does (``""`` is a quote inside quotes;
+    text after a closing quote is kept; an unclosed quote runs to the end), without its 128 KiB field limit."""
+    names: list[str] = []
+    pos, end = 0, len(line)
+    while True:
+        parts = []
+        if pos < end and line[pos] == '"':
+            pos += 1
+            while True:
+                quote = line.find('"', pos)
+                if quote < 0:
+                    parts.append(line[pos:])
+                    pos = end
+                    break
+                parts.append(line[pos:quote])
+                if line.startswith('"', quote + 1):
+                    parts.append('"')
+                    pos = quote + 2
+                else:
+                    pos = quote + 1
+                    break
+        comma = line.find(",", pos)
+        stop = end if comma < 0 else comma
+        parts.append(line[pos:stop])
+        names.append("".join(parts))
+        if comma < 0:
+            return names
+        pos = comma + 1
 
 
 def scan_rows(data: bytes, header: Header) -> RowShape:
