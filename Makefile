@@ -55,6 +55,7 @@ format: venv
 bench: setup
 	$(PY) benchmarks/bench_sandbox.py
 	$(PY) benchmarks/bench_run.py
+	$(PY) benchmarks/bench_validation.py
 
 clean:
 	rm -rf .harness reports build *.egg-info

@@ -23,6 +23,8 @@ Modules, each importing only those above it:
 
 * :mod:`~harness.scoring.columns`: one column of strings to its spec dtype (shared by predictions and reference);
 * :mod:`~harness.scoring.reference`: :func:`load_reference`;
+* :mod:`~harness.scoring.encoding`: naming the encoding of a prediction file that is not UTF-8;
+* :mod:`~harness.scoring.shape`: a prediction file's header and row widths, in time linear in its bytes;
 * :mod:`~harness.scoring.predictions`: :func:`validate_predictions` (bounded read, CSV sniffing, columns, ids);
 * :mod:`~harness.scoring.evaluator`: :class:`Evaluator`, :func:`check_metrics`, :func:`load_evaluator`,
   :func:`evaluate_outputs`;

@@ -6,13 +6,14 @@ offending id, the column name), as an :class:`~harness.errors.InvalidOutputError
 
 from __future__ import annotations
 
-import csv
+import codecs
 import difflib
 import io
 import logging
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -21,16 +22,28 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import InvalidOutputError
-from harness.scoring.columns import _are, _fmt, _parse_column, _plural
+from harness.scoring.columns import _are, _clip, _fmt, _parse_column, _plural
+from harness.scoring.encoding import eight_bit_encoding, wide_encoding
 from harness.scoring.reference import load_reference
+from harness.scoring.shape import Header, read_header, scan_rows
 from harness.spec import TaskSpec
 
 __all__ = ["validate_predictions"]
 
 logger = logging.getLogger(__name__)
 
-_TOKENIZE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _SNIFF_BYTES = 64 * 1024
+_DECODE_CHUNK = 1 << 20
+_NOT_BLANK = re.compile(rb"[^ \t\r\n\xef\xbb\xbf]")
+_HINT_COLUMNS = 1000  # the rename hint compares a missing column with this many of the found names, at most
+_SAVE_AS_UTF8 = (
+    "save it as UTF-8 (pandas' to_csv writes UTF-8; in Excel choose 'CSV UTF-8'; in an editor, 'Save with "
+    "encoding: UTF-8')"
+)
+_UNQUOTED_COMMA = (
+    "a value holds an unquoted comma. Write numbers without thousands separators (1234.5, not 1,234.5) and quote "
+    "text with commas (pandas' to_csv does both)"
+)
 _MAGIC: Final = (
     (b"PAR1", "a Parquet file"),
     (b"PK\x03\x04", "a zip archive (or an Excel .xlsx file)"),
@@ -95,26 +108,46 @@ def _read_bounded(path: Path, name: str, max_mb: int) -> bytes:
         os.close(fd)
 
 
-def _sniff_text(data: bytes, name: str, spec: TaskSpec) -> str:
-    """Decode a CSV file's bytes (UTF-8, a BOM tolerated) or say what the file looks like instead."""
+def _sniff_text(data: bytes, name: str, spec: TaskSpec) -> None:
+    """Check that a CSV file's bytes are UTF-8 text (a BOM tolerated), or say what the file looks like instead.
+
+    UTF-16/UTF-32 and 8-bit code pages are named (:mod:`harness.scoring.encoding`) with the fix: save as UTF-8.
+    The check decodes in chunks of 1 MiB, so its memory does not grow with the file.
+    """
     for magic, what in _MAGIC:
         if data.startswith(magic):
             raise InvalidOutputError(
                 f"{name} is not a CSV file", [f"{name} looks like {what}, not a CSV text file; {_how_to_write(spec)}"]
             )
     nul = data.find(b"\x00", 0, _SNIFF_BYTES)
+    wide = wide_encoding(data) if nul >= 0 or data.startswith((b"\xff\xfe", b"\xfe\xff")) else None
+    if wide is not None:
+        raise InvalidOutputError(
+            f"{name} is not UTF-8 text",
+            [f"{name} looks like {wide} text, not UTF-8; {_SAVE_AS_UTF8}"],
+        )
     if nul >= 0:
         raise InvalidOutputError(
             f"{name} is not a CSV file",
             [f"{name} holds binary data (a NUL byte at offset {nul:,}), not CSV text; {_how_to_write(spec)}"],
         )
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidOutputError(
-            f"{name} is not UTF-8 text",
-            [f"{name} is not UTF-8 text (invalid byte at offset {exc.start:,}); save it as UTF-8 CSV"],
-        ) from None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for start in range(0, len(data), _DECODE_CHUNK):
+        try:
+            decoder.decode(view[start : start + _DECODE_CHUNK], final=start + _DECODE_CHUNK >= len(data))
+        except UnicodeDecodeError as exc:
+            offset = max(0, start - len(decoder.getstate()[0]) + exc.start)
+            line = data.count(b"\n", 0, offset) + 1
+            guess = eight_bit_encoding(data, offset)
+            where = f"byte 0x{data[offset]:02X} on line {line:,}"
+            if guess is not None:
+                char = data[offset : offset + 4].decode(guess[0], errors="replace")[:1]
+                where = f"it looks like {guess[1]} text ({where} reads {char!r} in it)"
+            raise InvalidOutputError(
+                f"{name} is not UTF-8 text",
+                [f"{name} is not UTF-8 text (invalid byte at offset {offset:,}): {where}; {_SAVE_AS_UTF8}"],
+            ) from None
 
 
 def _is_number(text: str) -> bool:
@@ -126,7 +159,12 @@ def _is_number(text: str) -> bool:
 
 
 def _rename_hint(wanted: str, found: list[str]) -> str:
-    """`` (rename 'X' to 'wanted'?)`` for the found column most like ``wanted``, or ``""``."""
+    """`` (rename 'X' to 'wanted'?)`` for the found column most like ``wanted``, or ``""``.
+
+    Only the first :data:`_HINT_COLUMNS` names of up to 200 characters are compared (difflib's cost grows with
+    both), so a header of 100,000 names costs no more than one of 1,000.
+    """
+    found = [c for c in found[:_HINT_COLUMNS] if len(c) <= 200]
     candidates = [c for c in found if c.strip().lower() == wanted.lower()]
     candidates += difflib.get_close_matches(wanted, found, n=1, cutoff=0.6)
     candidates += [c for c in found if wanted.lower() in c.lower() or (len(c) > 1 and c.lower() in wanted.lower())]
@@ -143,9 +181,11 @@ def validate_predictions(
     """Check a team's prediction file against the spec's schema and return it parsed.
 
     The file must be UTF-8 CSV (a BOM and CRLF line ends are tolerated) with a header row naming every column of
-    ``spec.predictions.columns``; extra columns are ignored. It is refused before parsing when larger than
+    ``spec.predictions.columns``; extra columns are ignored (not parsed), up to
+    :data:`~harness.scoring.shape.MAX_COLUMNS` columns in all. It is refused before parsing when larger than
     ``predictions.max_mb``, and symbolic links are not followed. Every problem found is reported, not just the
-    first.
+    first. Time is linear in the file's bytes whatever its shape (many columns or rows, long fields, many ids);
+    a file in UTF-16 or an 8-bit code page is refused naming the encoding it looks like.
 
     Args:
         spec: the task spec.
@@ -160,7 +200,8 @@ def validate_predictions(
         ``string`` -> object (str), ``int`` -> int64, ``float`` -> float64 (all finite), ``bool`` -> object (bool).
 
     Raises:
-        InvalidOutputError: the file is missing, empty, too large, not CSV, header only, lacks a column, or has
+        InvalidOutputError: the file is missing, empty, too large, not CSV, not UTF-8, has more than
+            ``MAX_COLUMNS`` columns or a row wider than its header, is header only, lacks a column, or has
             missing/duplicate/unknown ids, values of the wrong type, NaN or inf. ``problems`` holds one sentence
             per problem with counts, the first offending id and the column name.
         EvaluatorError: ``phase`` is given and its reference cannot be read (a task problem).
@@ -169,60 +210,44 @@ def validate_predictions(
     name = path.name
     pspec = spec.predictions
     data = _read_bounded(path, name, pspec.max_mb)
-    if not data.strip(b" \t\r\n\xef\xbb\xbf"):
+    if not _NOT_BLANK.search(data):
         raise InvalidOutputError(f"{name} is empty", [f"{name} is empty ({len(data)} bytes); {_how_to_write(spec)}"])
-    text = _sniff_text(data, name, spec)
-    del data
-    header_line = text.split("\n", 1)[0].rstrip("\r")
-    header = next(csv.reader([header_line]), [])
+    _sniff_text(data, name, spec)
+    header = read_header(data, name)
     required = [c.name for c in pspec.columns]
-    duplicated = sorted({h for h in header if header.count(h) > 1})
+    duplicated = sorted(h for h, n in Counter(header.names).items() if n > 1)
     if duplicated:
         raise InvalidOutputError(
             f"{name} has duplicate column names",
-            [f"the header names column(s) {', '.join(map(repr, duplicated))} more than once"],
+            [f"the header names column(s) {', '.join(repr(_clip(d)) for d in duplicated[:10])} more than once"],
         )
     no_header_hint = ""
-    if not set(required) & set(header) and (len(header) < 2 or any(_is_number(h) for h in header)):
+    if not set(required) & set(header.names) and (len(header.names) < 2 or any(_is_number(h) for h in header.names)):
         no_header_hint = (
             f"none of the required columns ({', '.join(required)}) is in the first line "
-            f"{header_line[:80]!r}; the file needs a CSV header row. {_how_to_write(spec)}"
+            f"{header.line[:80]!r}; the file needs a CSV header row. {_how_to_write(spec)}"
         )
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=False, engine="c"
-        )
-    except pd.errors.ParserError as exc:
-        match = _TOKENIZE.search(str(exc))
-        detail = f"line {match[2]} has {match[3]} fields but the header has {match[1]}" if match else str(exc).strip()
+    shape = scan_rows(data, header)
+    if shape.wider:
         if no_header_hint:
-            raise InvalidOutputError(f"{name} is not a CSV prediction table", [no_header_hint]) from None
-        raise InvalidOutputError(
-            f"{name} is not a well-formed CSV file",
-            [
-                f"{name}: {detail}; a value holds an unquoted comma. Write numbers without thousands separators "
-                "(1234.5, not 1,234.5) and quote text with commas (pandas' to_csv does both)"
-            ],
-        ) from None
-    except (ValueError, UnicodeError) as exc:
-        raise InvalidOutputError(f"{name} is not a well-formed CSV file", [f"{name}: {exc}"]) from None
-    if not isinstance(frame.index, pd.RangeIndex):
-        # Every row has one field more than the header: pandas silently makes the first one the index, and the
-        # ids would then be whatever followed it (e.g. the '1' of '1,234.5').
-        raise InvalidOutputError(
-            f"{name} is not a well-formed CSV file",
-            [
-                f"{name}: every row has {len(header) + 1} fields but the header has {len(header)}; a value holds "
-                "an unquoted comma. Write numbers without thousands separators (1234.5, not 1,234.5) and quote "
-                "text with commas (pandas' to_csv does both)"
-            ],
-        )
-    del text
+            raise InvalidOutputError(f"{name} is not a CSV prediction table", [no_header_hint])
+        width = len(header.names)
+        if shape.wider == shape.one_wider == shape.rows:
+            detail = f"every row has {width + 1} fields but the header has {width}"
+        else:
+            detail = (
+                f"line {shape.first_wider_line:,} has {shape.first_wider_fields:,} fields but the header has "
+                f"{width:,} ({_plural(shape.wider, 'line')} {_are(shape.wider)} wider than the header)"
+            )
+        raise InvalidOutputError(f"{name} is not a well-formed CSV file", [f"{name}: {detail}; {_UNQUOTED_COMMA}"])
+    frame = _read_columns(data, header, required, shape.rows, name)
+    del data
     problems: list[str] = []
     absent = [c for c in required if c not in frame.columns]
-    found = [str(c) for c in frame.columns]
     for col in absent:
-        problems.append(f"missing column {col!r}{_rename_hint(col, found)}; found columns: {', '.join(found[:20])}")
+        shown = ", ".join(_clip(h, 40) for h in header.names[:20])
+        more = f" and {_fmt(len(header.names) - 20)} more" if len(header.names) > 20 else ""
+        problems.append(f"missing column {col!r}{_rename_hint(col, header.names)}; found columns: {shown}{more}")
     if no_header_hint:
         problems.append(no_header_hint)
     if len(frame) == 0:
@@ -254,6 +279,48 @@ def validate_predictions(
     return pd.DataFrame({c: out[c] for c in required})
 
 
+def _read_columns(data: bytes, header: Header, required: list[str], rows: int, name: str) -> pd.DataFrame:
+    """Parse only the required columns the header names (pandas ``usecols``), as strings, in file order.
+
+    Time is linear in the file's bytes: pandas tokenises every field but converts only these columns, and the
+    header is not parsed again. Row widths were checked by :func:`~harness.scoring.shape.scan_rows` (pandas does
+    not check them with ``usecols``). With none of the required columns present the first column is read, for the
+    row count.
+
+    Returns:
+        One column per required column present (named as in the header), string values, a
+        ``RangeIndex``; no rows when the file has none.
+
+    Raises:
+        InvalidOutputError: pandas cannot tokenise the body (e.g. a quote left open until the end of the file).
+    """
+    position = {n: i for i, n in enumerate(header.names)}
+    present = [c for c in required if c in position]
+    usecols = sorted(position[c] for c in present) or [0]
+    labels = {i: header.names[i] for i in usecols}
+    if rows == 0:
+        return pd.DataFrame({labels[i]: pd.Series([], dtype=str) for i in usecols})
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data[header.body_start :]),
+            header=None,
+            names=list(range(len(header.names))),
+            usecols=usecols,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skipinitialspace=False,
+            lineterminator="\r" if header.newline == 13 else None,
+            encoding="utf-8",
+            engine="c",
+        )
+    except (pd.errors.ParserError, ValueError, UnicodeError) as exc:
+        raise InvalidOutputError(
+            f"{name} is not a well-formed CSV file", [f"{name}: {_clip(str(exc).strip(), 300)}"]
+        ) from None
+    return frame.rename(columns=labels).reset_index(drop=True)
+
+
 def _parse_ids(
     spec: TaskSpec, raw: pd.Series, expected_ids: Sequence[Any] | pd.Series | pd.Index | None, name: str
 ) -> tuple[pd.Series, list[str]]:
@@ -277,36 +344,47 @@ def _parse_ids(
             n_bad = int(bad.sum())
             problems.append(
                 f"column {id_col!r} must hold whole numbers; {_plural(n_bad, 'id')} {_are(n_bad)} not, "
-                f"first: {raw[bad].iloc[0]!r}"
+                f"first: {_clip(str(raw[bad].iloc[0]))!r}"
             )
         ids = pd.Series([int(v) if ok else None for v, ok in zip(parsed, whole, strict=True)], dtype=object)
         skip |= bad
-    duplicated = ids.duplicated(keep=False).to_numpy() & ~skip
+    # One hash pass over the file's ids and the expected ones: every check below is then numpy on integer codes.
+    # (Index.isin on object ids took 0.6 s per million; factorize takes 0.1 s.)
+    expected = None if expected_ids is None else pd.Series(list(expected_ids), dtype=object).to_numpy()
+    values = ids.to_numpy(dtype=object)
+    both = values if expected is None else np.concatenate([values, expected])
+    codes, uniques = pd.factorize(both, use_na_sentinel=False)
+    id_codes, expected_codes = codes[: len(values)], codes[len(values) :]
+    kept = id_codes[~skip]
+    counts = np.bincount(kept, minlength=len(uniques))
+    duplicated = (counts[id_codes] > 1) & ~skip
     if duplicated.any():
-        first = ids[duplicated].iloc[0]
-        lines = [str(i + 2) for i in np.flatnonzero((ids == first).to_numpy())[:3]]
-        n_ids = int(ids[duplicated].nunique())
+        first_row = int(np.argmax(duplicated))
+        first = values[first_row]
+        lines = [str(i + 2) for i in np.flatnonzero((id_codes == id_codes[first_row]) & ~skip)[:3]]
+        n_ids = int((counts > 1).sum())
         verb = "appears" if n_ids == 1 else "appear"
         problems.append(
             f"{_plural(n_ids, 'id')} {verb} more than once ({_plural(int(duplicated.sum()), 'row')} in all); "
-            f"first: {first} (lines {', '.join(lines)}); write each id exactly once"
+            f"first: {_clip(str(first))} (lines {', '.join(lines)}); write each id exactly once"
         )
-    if expected_ids is not None:
+    if expected is not None:
         rows = f"the rows of {spec.data.predict_file} in input_dir" if spec.data.predict_file else "the rows to predict"
-        expected = pd.Index(pd.Series(list(expected_ids), dtype=object))
-        present = pd.Index(ids[~skip])
-        missing_mask = ~expected.isin(present)
+        missing_mask = counts[expected_codes] == 0
         if missing_mask.any():
             problems.append(
                 f"{name} lacks {_fmt(int(missing_mask.sum()))} of {_fmt(len(expected))} ids; first "
-                f"missing: {expected[missing_mask][0]}; predict every one of {rows}"
+                f"missing: {_clip(str(expected[int(np.argmax(missing_mask))]))}; predict every one of {rows}"
             )
-        extra_mask = ~present.isin(expected)
+        wanted = np.zeros(len(uniques), dtype=bool)
+        wanted[expected_codes] = True
+        extra_mask = ~wanted[kept]
         if extra_mask.any():
-            extra = present[extra_mask]
-            n_extra = int(extra.nunique())
+            n_extra = len(np.unique(kept[extra_mask]))
+            first_extra = uniques[kept[int(np.argmax(extra_mask))]]
             problems.append(
                 f"{name} has {_plural(n_extra, 'id')} that {'is' if n_extra == 1 else 'are'} not among "
-                f"the rows to predict; first: {extra[0]}; predict exactly {rows}, not those of the training data"
+                f"the rows to predict; first: {_clip(str(first_extra))}; predict exactly {rows}, not those of the "
+                "training data"
             )
     return ids, problems

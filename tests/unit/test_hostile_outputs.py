@@ -240,5 +240,227 @@ def test_utf16_from_a_spreadsheet_is_refused_as_not_utf8(
     spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path
 ) -> None:
     error = refused(spec, write(tmp_path, table(rows).decode().encode("utf-16")))
+    assert error.message == "predictions.csv is not UTF-8 text"  # issue 11: named, no longer "binary data"
+    assert (
+        "looks like UTF-16 (little-endian, with a byte-order mark) text, not UTF-8; save it as UTF-8"
+        in (error.problems[0])
+    )
+
+
+# -- issue 11: shapes that made validation quadratic, and encodings that are not UTF-8 ----------------------------
+# The big shapes go through score_outputs, the evaluator's own process with its time limit (120 s for the minimal
+# task): each must end as scores or as the team's invalid_output, never as an EvaluatorError (a timeout would be one).
+
+PERFECT = {"public": {"mae": 0.0, "max_error": 0.0}, "private": {"mae": 0.0, "max_error": 0.0}}
+
+
+def wide(rows: list[tuple[str, int]], columns: int, *, header: str | None = None) -> bytes:
+    """The perfect predictions with ``columns - 2`` extra columns of ``0`` (column ``id`` first, ``y`` last)."""
+    extra = columns - 2
+    head = header if header is not None else ",".join(["id", *(f"c{i}" for i in range(extra)), "y"])
+    zeros = ",0" * extra
+    return "\n".join([head, *(f"{rid}{zeros},{3 * x + 1}" for rid, x in rows), ""]).encode()
+
+
+def scored_or_refused(spec: TaskSpec, path: Path) -> InvalidOutputError | dict[str, dict[str, float]]:
+    """What the judging path makes of ``path``: the scores, or the team's InvalidOutputError (never another error)."""
+    try:
+        return score_outputs(spec, path.parent, "test")
+    except InvalidOutputError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("columns", [50_000, 100_000])
+def test_tens_of_thousands_of_extra_columns_are_ignored_and_scored(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path, columns: int
+) -> None:
+    path = write(tmp_path / "out", wide(rows, columns))
+    assert scored_or_refused(spec, path) == PERFECT  # 10,000 columns took 5 s before; the limit is 100,000
+
+
+@pytest.mark.parametrize("columns", [100_001, 200_000, 5_000_000])
+def test_more_columns_than_the_cap_are_the_teams_invalid_output_with_the_cap(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path, columns: int
+) -> None:
+    data = wide(rows[:2], columns) if columns < 1_000_000 else b"id," + b"," * columns + b"y\n"  # a 5 MB header
+    error = scored_or_refused(spec, write(tmp_path / "out", data))
+    assert isinstance(error, InvalidOutputError)
+    assert error.message == "predictions.csv has too many columns"
+    assert error.problems[0].startswith(
+        f"the header of predictions.csv names {columns + (2 if columns > 1_000_000 else 0):,} columns; "
+        "the harness reads at most 100,000. Write one row per id and only the columns the task asks for"
+    )
+
+
+def test_commas_inside_quoted_column_names_do_not_count_towards_the_cap(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path
+) -> None:
+    name = '"' + "," * 150_000 + '"'  # one column whose name is 150,000 commas
+    lines = [f"id,{name},y", *(f"{rid},x,{3 * x + 1}" for rid, x in rows), ""]
+    assert scored_or_refused(spec, write(tmp_path / "out", "\n".join(lines).encode())) == PERFECT
+
+
+def test_a_row_wider_than_a_wide_header_names_its_line_past_the_first_chunk(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path
+) -> None:
+    lines = wide(rows, 100_000).decode().split("\n")  # about 200 KB a row: row 22 starts past the first 4 MiB
+    lines[21] += ",1"
+    error = scored_or_refused(spec, write(tmp_path / "out", "\n".join(lines).encode()))
+    assert isinstance(error, InvalidOutputError)
+    assert error.message == "predictions.csv is not a well-formed CSV file"
+    assert (
+        "line 22 has 100,001 fields but the header has 100,000 (1 line is wider than the header)" in (error.problems[0])
+    )
+
+
+def test_quoted_line_breaks_and_commas_in_an_extra_column_are_one_field(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path
+) -> None:
+    note = '"a, b\nc ""quoted"", d\r\ne"'
+    lines = ["id,note,y", *(f"{rid},{note},{3 * x + 1}" for rid, x in rows), ""]
+    assert scored_or_refused(spec, write(tmp_path / "out", "\n".join(lines).encode())) == PERFECT
+
+
+def test_a_5_mb_field_in_an_extra_column_is_scored(spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path) -> None:
+    lines = [
+        "id,note,y",
+        *(f"{rid},{'x' * (5 * 1024**2) if i == 3 else ''},{3 * x + 1}" for i, (rid, x) in enumerate(rows)),
+    ]
+    assert scored_or_refused(spec, write(tmp_path / "out", "\n".join([*lines, ""]).encode())) == PERFECT
+
+
+def test_a_5_mb_column_name_quoted_or_not_is_an_ignored_column(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path
+) -> None:
+    for quote in ("", '"'):
+        header = f"id,{quote}{'n' * (5 * 1024**2)}{quote},y"
+        lines = [header, *(f"{rid},,{3 * x + 1}" for rid, x in rows), ""]
+        path = write(tmp_path / f"out{len(quote)}", "\n".join(lines).encode())
+        assert scored_or_refused(spec, path) == PERFECT  # the csv module's 128 KiB field limit does not apply
+
+
+@pytest.mark.parametrize("column", ["id", "y"])
+def test_a_5_mb_value_in_a_required_column_is_refused_with_the_value_cut_short(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path, column: str
+) -> None:
+    huge = "7" * (5 * 1024**2) + "x"
+    lines = ["id,y", *(f"{rid},{3 * x + 1}" for rid, x in rows[1:])]
+    lines.append(f"{huge},1" if column == "id" else f"{rows[0][0]},{huge}")
+    error = scored_or_refused(spec, write(tmp_path / "out", "\n".join([*lines, ""]).encode()))
+    assert isinstance(error, InvalidOutputError)
+    assert all(len(problem) < 1000 for problem in error.problems)  # not a 5 MB reason in the store
+    if column == "id":
+        assert any(f"first: {'7' * 80}… [5,242,881 characters]; predict exactly" in p for p in error.problems)
+    else:
+        assert error.problems[0].startswith(
+            f"column 'y' must hold numbers (float); 1 value is not, first: '{'7' * 80}…"
+        )
+
+
+def test_a_million_distinct_ids_are_counted_not_listed(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path
+) -> None:
+    body = "".join(f"{rid},{3 * x + 1}\n" for rid, x in rows) + "".join(f"z{i:07d},1\n" for i in range(1_000_000))
+    error = scored_or_refused(spec, write(tmp_path / "out", ("id,y\n" + body).encode()))
+    assert isinstance(error, InvalidOutputError)
+    assert error.problems == [
+        "predictions.csv has 1,000,000 ids that are not among the rows to predict; first: z0000000; predict exactly "
+        "the rows of test.csv in input_dir, not those of the training data"
+    ]
+
+
+def test_a_million_rows_of_two_ids_name_the_duplicates(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path
+) -> None:
+    body = "".join(f"{rid},{3 * x + 1}\n" for rid, x in rows) * 40_000  # 1,000,000 rows, every id 40,000 times
+    error = scored_or_refused(spec, write(tmp_path / "out", ("id,y\n" + body).encode()))
+    assert isinstance(error, InvalidOutputError)
+    assert error.problems == [
+        f"{len(rows)} ids appear more than once (1,000,000 rows in all); first: r075 (lines 2, 27, 52); "
+        "write each id exactly once"
+    ]
+
+
+# Encodings: a file saved from a spreadsheet or an editor in another encoding names that encoding. Validation is
+# called in this process; test_the_judging_path_names_the_encoding_too shows the evaluator's process says the same.
+ROWS_LATIN = ["Café Crème", "Müller & Söhne", "Señor Zoë", "naïve façade"]
+ROWS_CYRILLIC = ["Ёжики №7", "Привет, мир", "команда Москва", "Щука и ёлка"]
+
+
+def labelled(rows: list[tuple[str, int]], names: list[str]) -> str:
+    """The perfect predictions with a quoted ``team`` text column cycling through ``names``."""
+    lines = ["id,y,team", *(f'{rid},{3 * x + 1},"{names[i % len(names)]}"' for i, (rid, x) in enumerate(rows))]
+    return "\n".join([*lines, ""])
+
+
+@pytest.mark.parametrize(
+    ("codec", "bom", "looks_like"),
+    [
+        ("utf-16-le", b"", "UTF-16 (little-endian, no byte-order mark)"),
+        ("utf-16-be", b"", "UTF-16 (big-endian, no byte-order mark)"),
+        ("utf-16-le", b"\xff\xfe", "UTF-16 (little-endian, with a byte-order mark)"),
+        ("utf-16-be", b"\xfe\xff", "UTF-16 (big-endian, with a byte-order mark)"),
+        ("utf-32-le", b"", "UTF-32 (little-endian, no byte-order mark)"),
+        ("utf-32-be", b"\x00\x00\xfe\xff", "UTF-32 (big-endian, with a byte-order mark)"),
+    ],
+)
+@pytest.mark.parametrize("names", [ROWS_LATIN, ROWS_CYRILLIC], ids=["latin", "cyrillic"])
+def test_utf16_and_utf32_are_named_with_their_byte_order(
+    spec: TaskSpec,
+    rows: list[tuple[str, int]],
+    tmp_path: Path,
+    codec: str,
+    bom: bytes,
+    looks_like: str,
+    names: list[str],
+) -> None:
+    error = refused(spec, write(tmp_path / "out", bom + labelled(rows, names).encode(codec)))
+    assert error.message == "predictions.csv is not UTF-8 text"
+    assert error.problems == [
+        f"predictions.csv looks like {looks_like} text, not UTF-8; save it as UTF-8 (pandas' to_csv writes UTF-8; "
+        "in Excel choose 'CSV UTF-8'; in an editor, 'Save with encoding: UTF-8')"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("codec", "names", "looks_like", "char"),
+    [
+        ("cp1252", ROWS_LATIN, "Windows-1252 or Latin-1 (cp1252, Western European)", "é"),
+        ("latin-1", ROWS_LATIN, "Windows-1252 or Latin-1 (cp1252, Western European)", "é"),
+        ("cp1251", ROWS_CYRILLIC, "Windows-1251 (cp1251, Cyrillic)", "Ё"),
+        ("cp1251", ["Привет", "Добрый день", "команда"], "Windows-1251 (cp1251, Cyrillic)", "П"),
+    ],
+)
+def test_8_bit_code_pages_are_named_with_the_first_byte_that_is_not_utf8(
+    spec: TaskSpec,
+    rows: list[tuple[str, int]],
+    tmp_path: Path,
+    codec: str,
+    names: list[str],
+    looks_like: str,
+    char: str,
+) -> None:
+    data = labelled(rows, names).encode(codec)
+    offset = next(i for i, b in enumerate(data) if b >= 0x80)
+    error = refused(spec, write(tmp_path / "out", data))
+    assert error.message == "predictions.csv is not UTF-8 text"
+    assert error.problems[0].startswith(
+        f"predictions.csv is not UTF-8 text (invalid byte at offset {offset}): it looks like {looks_like} text "
+        f"(byte 0x{data[offset]:02X} on line 2 reads {char!r} in it); save it as UTF-8"
+    )
+
+
+def test_binary_data_with_nul_bytes_is_still_binary_not_utf16(spec: TaskSpec, tmp_path: Path) -> None:
+    error = refused(spec, write(tmp_path, b"id,y\n" + bytes(range(256)) * 64))
     assert error.message == "predictions.csv is not a CSV file"
-    assert "holds binary data (a NUL byte at offset 3), not CSV text" in error.problems[0]
+    assert "holds binary data (a NUL byte at offset 5)" in error.problems[0]
+
+
+@pytest.mark.parametrize(("codec", "looks_like"), [("utf-16-le", "UTF-16"), ("cp1251", "Windows-1251")])
+def test_the_judging_path_names_the_encoding_too(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path, codec: str, looks_like: str
+) -> None:
+    error = scored_or_refused(spec, write(tmp_path / "out", labelled(rows, ROWS_CYRILLIC).encode(codec)))
+    assert isinstance(error, InvalidOutputError)
+    assert error.message == "predictions.csv is not UTF-8 text"
+    assert f"looks like {looks_like} (" in error.problems[0] and "save it as UTF-8" in error.problems[0]

@@ -631,3 +631,50 @@ def test_a_standby_that_died_waiting_is_replaced(tmp_path: Path, started_process
         assert _gone(replacement)
     assert not _wait_until_no_children(before)
     assert not list((tmp_path / "scratch").iterdir())
+
+
+# -- the shape of a prediction file, counted in linear time (issue 11) ---------------------------------------------
+def test_row_widths_ignore_quoted_commas_and_line_breaks_and_number_physical_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.scoring import shape
+
+    monkeypatch.setattr(shape, "_CHUNK", 3)  # chunk boundaries everywhere, even inside quotes and CRLF
+    data = b'id,y\r\nt01,"a,\r\nb"\r\n\r\nt02,1\r\nt03,1,2\r\nt04,"x""y",3\r\nt05,1'
+    header = shape.read_header(data, "predictions.csv")
+    assert header.names == ["id", "y"]
+    assert shape.scan_rows(data, header) == shape.RowShape(
+        rows=5, wider=2, one_wider=2, first_row_fields=2, first_wider_line=6, first_wider_fields=3
+    )
+
+
+def test_a_file_with_old_mac_line_ends_is_read(spec: TaskSpec, tmp_path: Path) -> None:
+    path = write_predictions(tmp_path / "out", perfect_predictions().replace("\n", "\r"))
+    assert validate_predictions(spec, path, expected_ids=TEST_IDS)["id"].tolist() == TEST_IDS.tolist()
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['id,"y"', '"id","y,z",w', 'a,"b""c",', '"open,quote', 'x"y,"z"w', '"","",""'],
+)
+def test_header_names_split_like_the_csv_module(line: str) -> None:
+    import csv
+
+    from harness.scoring import shape
+
+    assert shape.read_header(line.encode() + b"\n", "p.csv").names == next(csv.reader([line]))
+
+
+def test_plain_and_spelled_out_numbers_parse_alike_on_both_paths(spec: TaskSpec, tmp_path: Path) -> None:
+    values = ["1.5", "+.5", "5.", "-0", "1e-3", "2E2"]
+    fast = validate_predictions(  # every value plain: Arrow's parser
+        spec,
+        write_predictions(tmp_path / "a", "id,y\n" + "".join(f"t{i:02d},{v}\n" for i, v in enumerate(values, 1))),
+        expected_ids=[f"t{i:02d}" for i in range(1, 7)],
+    )
+    slow = validate_predictions(  # one padded value: pandas.to_numeric for the column
+        spec,
+        write_predictions(tmp_path / "b", "id,y\n" + "".join(f"t{i:02d}, {v}\n" for i, v in enumerate(values, 1))),
+        expected_ids=[f"t{i:02d}" for i in range(1, 7)],
+    )
+    assert fast["y"].tolist() == slow["y"].tolist() == [1.5, 0.5, 5.0, 0.0, 0.001, 200.0]

@@ -1,0 +1,129 @@
+"""Prediction validation per MB across file shapes: 10 to 200,000 columns, 10 to 5,000,000 rows, long fields.
+
+Prints a markdown table: for each shape, the file's size and the time per MB of ``validate_predictions`` (the
+harness: bounded read, encoding sniff, header, row widths, the spec's columns parsed and checked, every id
+checked against the expected ids), side by side in the same run with two bare baselines on the same file: reading
+its bytes, and a plain ``pandas.read_csv(path, dtype=str)`` of every column (what validation did before). Each
+time is the median of ``--runs`` runs (the plain pandas read runs once: on wide files it takes tens of seconds).
+Measured, not asserted; the target is a per-MB validation time flat within a factor of 3 over all shapes.
+
+Shapes (the minimal fixture task: an ``id`` string column and a ``y`` float column are required):
+
+* columns: ``id,y`` plus extra columns of ``0`` up to the column count, about ``--mb`` MB of rows. 200,000
+  columns is above the harness's cap of 100,000 columns: that file is refused from its header, and says so.
+* rows: ``id,y`` rows, each padded with a ``note`` column so the file holds about ``--mb`` MB (10 rows: fields
+  of about 1 MB each); 5,000,000 rows is larger (about 90 MB), without padding.
+
+Usage: ``python benchmarks/bench_validation.py [--runs 3] [--mb 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import InvalidOutputError
+from harness.scoring import validate_predictions
+from harness.spec import TaskSpec, load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_TASK = ROOT / "tests" / "fixtures" / "tasks" / "minimal"
+MB = 1024 * 1024
+
+
+def wide_file(path: Path, columns: int, target_mb: float) -> list[str]:
+    """``id,y`` and ``columns - 2`` columns of ``0``, rows until about ``target_mb``; returns the ids."""
+    extra = columns - 2
+    header = ",".join(["id", "y", *(f"c{i}" for i in range(extra))]) + "\n"
+    tail = ",0" * extra + "\n"
+    rows = max(2, int(target_mb * MB) // (len(tail) + 16))
+    ids = [f"r{i:07d}" for i in range(rows)]
+    with path.open("w") as fh:
+        fh.write(header)
+        for i, rid in enumerate(ids):
+            fh.write(f"{rid},{i % 97}.5{tail}")
+    return ids
+
+
+def long_file(path: Path, rows: int, target_mb: float) -> list[str]:
+    """``id,y,note`` with ``rows`` rows; ``note`` pads each row so the file holds about ``target_mb``."""
+    ids = [f"r{i:07d}" for i in range(rows)]
+    pad = max(0, int(target_mb * MB) // rows - 16)
+    note = "x" * pad
+    with path.open("w") as fh:
+        fh.write("id,y,note\n" if pad else "id,y\n")
+        for i, rid in enumerate(ids):
+            fh.write(f"{rid},{i % 97}.5,{note}\n" if pad else f"{rid},{i % 97}.5\n")
+    return ids
+
+
+def timed(run: Callable[[], object], runs: int) -> float:
+    """Median wall time of ``runs`` calls, in seconds."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def validate(spec: TaskSpec, path: Path, ids: pd.Series) -> Callable[[], str]:
+    def run() -> str:
+        try:
+            validate_predictions(spec, path, expected_ids=ids)
+        except InvalidOutputError as exc:
+            return f"invalid_output: {exc.message}"
+        return "valid"
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of validation and of the byte read")
+    parser.add_argument("--mb", type=float, default=8.0, help="about how large each file is, in MB (default 8)")
+    args = parser.parse_args()
+    spec = load_spec(FIXTURE_TASK)
+    shapes: list[tuple[str, Callable[[Path], list[str]]]] = [
+        *((f"{c:,} columns", lambda p, c=c: wide_file(p, c, args.mb)) for c in (10, 100, 1_000, 10_000, 100_000)),
+        ("200,000 columns", lambda p: wide_file(p, 200_000, args.mb)),
+        *((f"{r:,} rows", lambda p, r=r: long_file(p, r, args.mb)) for r in (10, 1_000, 100_000, 1_000_000)),
+        ("5,000,000 rows", lambda p: long_file(p, 5_000_000, 0)),
+    ]
+    table = []
+    with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
+        for label, make in shapes:
+            path = Path(tmp) / label.replace(" ", "_").replace(",", "") / "predictions.csv"
+            path.parent.mkdir()
+            ids = pd.Series(make(path), dtype=object)
+            size = path.stat().st_size / MB
+            check = validate(spec, path, ids)
+            outcome = check()  # warm-up: page cache; also the outcome shown
+            seconds = timed(check, args.runs)
+            read = timed(path.read_bytes, args.runs)
+            plain = timed(lambda path=path: pd.read_csv(path, dtype=str, keep_default_na=False), 1)
+            table.append((label, size, seconds, read, plain, outcome))
+            path.unlink()
+    print(f"Median of {args.runs} runs (plain pandas: 1 run); per MB = seconds / file size in MiB.\n")
+    print(
+        "| shape | MiB | validate_predictions (s/MB) | read bytes (s/MB) | plain pandas.read_csv (s/MB) | "
+        "validation / plain read | outcome |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for label, size, seconds, read, plain, outcome in table:
+        print(
+            f"| {label} | {size:.1f} | {seconds / size:.4f} | {read / size:.4f} | {plain / size:.4f} | "
+            f"{seconds / plain:.2f}x | {outcome} |"
+        )
+    valid = [seconds / size for _, size, seconds, *_, outcome in table if outcome == "valid"]
+    print(f"\nValid files, per MB: slowest / fastest = {max(valid) / min(valid):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
