@@ -7,7 +7,9 @@ self-check your own code. Every run logs a warning and returns ``RunResult(isola
 What it does enforce, on Linux:
 
 * **time**: the command runs in its own session and process group; at ``time_s`` the whole group (and any
-  process still in its session) is killed with SIGKILL. A process that calls ``setsid`` itself escapes.
+  process still in its session, and the command's descendants that started sessions of their own while their
+  parent lives, such as papermill's kernel) is killed with SIGKILL. A process that calls ``setsid`` itself after
+  its parent has gone escapes.
 * **memory**: ``RLIMIT_DATA`` = ``memory_mb`` (private writable memory: heap, anonymous mappings, thread
   stacks) in the command and its children. Allocations past it fail, so Python raises ``MemoryError``; the run
   is reported ``OUT_OF_MEMORY`` when the command fails with ``MemoryError`` (any ``*MemoryError``, such as
@@ -356,10 +358,13 @@ def _user_process_count() -> int:
 
 
 def _session_members(sid: int) -> list[int]:
-    members: list[int] = []
+    """Processes in the session ``sid``, and every descendant of ``sid`` that started a session of its own (the
+    kernel jupyter_client starts for papermill does), found through their parents before anything is killed."""
     proc = Path("/proc")
     if not proc.is_dir():
-        return members
+        return []
+    parents: dict[int, int] = {}
+    members: list[int] = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -367,15 +372,24 @@ def _session_members(sid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[3]) == sid:  # fields after ")": state ppid pgrp session ...
+        parents[int(entry.name)] = int(fields[1])  # fields after ")": state ppid pgrp session ...
+        if int(fields[3]) == sid:
             members.append(int(entry.name))
+    for pid in parents:
+        seen, up = 0, parents.get(pid, 0)
+        while up > 1 and up != sid and seen < 64:  # walk up to the run's leader (bounded: no cycles)
+            up, seen = parents.get(up, 0), seen + 1
+        if up == sid and pid not in members:
+            members.append(pid)
     return members
 
 
 def _kill_session(pid: int) -> None:
-    """SIGKILL the run's process group and every process still in its session (leader included)."""
+    """SIGKILL the run's process group, every process still in its session (leader included) and the leader's
+    descendants in sessions of their own."""
+    members = _session_members(pid)  # before the kill: a killed parent's children are re-parented
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    for member in _session_members(pid):
+    for member in members + [m for m in _session_members(pid) if m not in members]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(member, signal.SIGKILL)
