@@ -20,8 +20,9 @@ What it does enforce, on Linux:
 * **pids**: ``RLIMIT_NPROC`` = processes the user already has + ``pids``. It counts *all* processes of the
   user, not just the run's, and root ignores it, so it is a fork-bomb brake, not a guarantee.
 * **output**: ``RLIMIT_FSIZE`` = ``output_mb`` (no single file the run writes may grow past the cap: the write
-  fails with EFBIG), plus the output folder's total size polled every 0.25 s; past the cap the group is killed
-  and the run reported ``OUTPUT_LIMIT``.
+  fails with EFBIG; the artifact area's ``size_mb`` when larger), plus the output folder's total size (and the
+  artifact area's) polled every 0.25 s; past the cap the group is killed and the run reported ``OUTPUT_LIMIT``.
+  Links and special files left in the output folder are removed and listed in :attr:`RunResult.dropped`.
 * **cpus**: CPU affinity to the first ``ceil(cpus)`` CPUs (Linux; elsewhere not limited).
 * **logs**: stdout and stderr share one pipe, read live and capped at ``log_kb`` exactly like the Docker sandbox.
 
@@ -146,6 +147,8 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         """Sandbox path -> host path for every mount and the output folder."""
         mapping = {m.target.rstrip("/") or "/": str(Path(m.source).resolve()) for m in request.mounts}
         mapping[request.output_target.rstrip("/")] = str(Path(request.output_dir).resolve())
+        if request.artifact_area is not None:
+            mapping[request.artifact_area.target.rstrip("/")] = str(Path(request.artifact_area.host_dir).resolve())
         return mapping
 
     def command(self, request: RunRequest) -> list[str]:
@@ -197,8 +200,9 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         env = self.environment(request, run.scratch)
         cwd = self._cwd(request, run.scratch)
         try:
+            area = request.artifact_area
             proc = subprocess.Popen(
-                launcher_argv(argv, request.limits),
+                launcher_argv(argv, request.limits, max(area.size_mb, request.limits.output_mb) if area else None),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -244,7 +248,11 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         _kill_session(run.proc.pid)
 
     def _exceeded(self, run: _ProcessRun) -> bool:
-        return tree_size(Path(run.request.output_dir)) > int(run.request.limits.output_mb) * 1024 * 1024
+        request = run.request
+        if tree_size(Path(request.output_dir)) > int(request.limits.output_mb) * 1024 * 1024:
+            return True
+        area = request.artifact_area
+        return area is not None and tree_size(Path(area.host_dir)) > int(area.size_mb) * 1024 * 1024
 
     def _stop(self, run: _ProcessRun) -> None:
         if run.proc is None or run.pump is None:
@@ -261,10 +269,13 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         if run.closed:
             raise SandboxError("the run was stopped: its process sandbox was closed while it ran")
         cap_bytes = int(run.request.limits.output_mb) * 1024 * 1024
-        output_bytes, biggest = sanitize_output_tree(Path(run.request.output_dir), strict=False)
+        dropped: list[tuple[str, str]] = []
+        output_bytes, biggest = sanitize_output_tree(Path(run.request.output_dir), strict=False, dropped=dropped)
+        if run.request.artifact_area is not None:  # its own cap, not the team's output
+            sanitize_output_tree(Path(run.request.artifact_area.host_dir), strict=False)
         outcome = self._outcome(run.exit_code, run.log + run.log_tail, output_bytes, biggest, cap_bytes)
         peak_mb = run.maxrss_kib / 1024 if run.maxrss_kib else None
-        return Collected(outcome, output_bytes, peak_mb)
+        return Collected(outcome, output_bytes, peak_mb, tuple(dropped))
 
     def _release(self, run: _ProcessRun) -> None:
         if run.scratch is not None:
@@ -323,14 +334,17 @@ except OSError as exc:
 """
 
 
-def launcher_argv(argv: list[str], limits: Any) -> list[str]:
-    """The argv that starts ``argv`` under the rlimits of ``limits`` (see the module docs for which)."""
+def launcher_argv(argv: list[str], limits: Any, file_mb: int | None = None) -> list[str]:
+    """The argv that starts ``argv`` under the rlimits of ``limits`` (see the module docs for which).
+
+    ``file_mb`` replaces ``limits.output_mb`` as the cap on one file's size (``RLIMIT_FSIZE``), e.g. when the
+    request's artifact area is larger than the output cap."""
     memory = int(limits.memory_mb) * 1024 * 1024
     spec: dict[str, Any] = {
         "limits": [
             ["RLIMIT_DATA", memory],
             ["RLIMIT_AS", 4 * memory + (1 << 30)],
-            ["RLIMIT_FSIZE", int(limits.output_mb) * 1024 * 1024],
+            ["RLIMIT_FSIZE", int(file_mb or limits.output_mb) * 1024 * 1024],
             ["RLIMIT_NPROC", _user_process_count() + int(limits.pids)],
             ["RLIMIT_CORE", 0],
         ],
