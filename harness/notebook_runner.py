@@ -13,6 +13,8 @@ and nbclient (0.x) in that process, then runs papermill's own command line:
   temporary file next to it and renamed, so a run killed mid-save leaves the previous complete version; when the
   notebook would be larger than ``max_bytes`` the outputs of its largest cells are replaced by a marker until it
   fits; a failed save (a full disk) is reported on stderr and the run goes on.
+* **a cell's late outputs are waited for** (``iopub_timeout``): a cell that displayed a flood of outputs is not
+  failed for them; the harness's wall clock still stops the run.
 
 Every marker is a ``stderr`` stream output starting ``[harness: ``, visible in JupyterLab where the output was.
 The capping functions are used on the host too (:func:`harness.notebooks.read_executed`), on a parsed notebook.
@@ -37,6 +39,9 @@ __all__ = ["MARKER_PREFIX", "Caps", "cap_cell_outputs", "cap_new_output", "fit_n
 MARKER_PREFIX = "[harness: "
 _DROPPED = re.compile(r"^\[harness: (\d+) more outputs? of this cell dropped")
 _RICH_TYPES = ("display_data", "execute_result")
+#: Seconds nbclient waits for a finished cell's remaining output messages (its default, 4 s, fails a run whose cell
+#: displayed more than the client could read meanwhile); the run's wall clock is the harness's limit anyway.
+IOPUB_TIMEOUT_S = 24 * 3600
 
 
 class Caps:
@@ -266,6 +271,7 @@ def _install(caps: Caps) -> None:
     """Patch nbclient and papermill in this process (see the module docs)."""
     import nbclient.client
     import nbformat
+    import papermill.clientwrap
     import papermill.engines
     import papermill.execute
 
@@ -299,6 +305,17 @@ def _install(caps: Caps) -> None:
         text, _ = fit_notebook(nb, caps.max_bytes, dumps=lambda value: nbformat.writes(value))
         save_atomically(text, path)
 
+    wrapper = papermill.clientwrap.PapermillNotebookClient
+    original_init = wrapper.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        # nbclient waits 4 s for a cell's remaining IOPub messages after its reply, then fails the run ("Timeout
+        # waiting for IOPub output"); a cell that displays 100,000 outputs leaves more than that queued. The
+        # harness enforces the wall clock from outside, so wait as long as it lets the run go on.
+        self.iopub_timeout = IOPUB_TIMEOUT_S
+
+    wrapper.__init__ = init
     client.output = output  # type: ignore[method-assign]
     client._update_display_id = update_display_id  # type: ignore[method-assign]
     for module in (papermill.engines, papermill.execute):  # each imported the name itself
