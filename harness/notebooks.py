@@ -6,10 +6,14 @@ Two moments, one module:
   it must be valid (any failure to read it becomes ``not a valid notebook: <reason>``), is upgraded to the current
   nbformat 4 minor when older (with deterministic cell ids ``cell-0``, ``cell-1``...), and must have exactly one
   code cell tagged ``parameters``. A kernel name other than the task's is a note, not an error.
+* **Running it** (:func:`runner_command`): papermill runs under :mod:`harness.notebook_runner`, which caps each
+  output as it is recorded and saves the executed notebook atomically within :data:`NOTEBOOK_MAX_MB`, into an
+  area of its own (not the team's output folder, not counted against ``output_mb``).
 * **Reading the executed notebook** (:func:`read_executed`, called by :mod:`harness.pipeline` once per run): it is
   parsed once, its outputs are capped (and the capped file written back, so judges can open it), and the parsed
   value answers every question the pipeline asks of it (:class:`ExecutedNotebook`): the first error a team's cell
-  raised, the cell that called ``sys.exit()``, the cell a stopped run was in.
+  raised, the cell that called ``sys.exit()``, the cell a stopped run was in. The kept file is always a valid
+  notebook: one that cannot be read is replaced by the submitted cells under a marker saying why.
 
 Cell numbers in reasons count the team's own cells from 1; the cells papermill adds (injected parameters, its
 error marker) are skipped.
@@ -28,18 +32,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from harness.errors import SubmissionError
+from harness.notebook_runner import MARKER_PREFIX, Caps, cap_cell_outputs
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
 __all__ = [
     "EXECUTED_NOTEBOOK",
+    "NOTEBOOK_AREA_MB",
     "NOTEBOOK_CELL_CAP_CHARS",
+    "NOTEBOOK_MAX_MB",
     "NOTEBOOK_OUTPUTS_PER_CELL",
     "NOTEBOOK_OUTPUT_CAP_CHARS",
+    "NOTEBOOK_RICH_CAP_CHARS",
     "ExecutedNotebook",
     "check_notebook",
     "read_executed",
+    "runner_command",
     "truncate_notebook_outputs",
 ]
 
@@ -53,6 +62,13 @@ NOTEBOOK_OUTPUT_CAP_CHARS = 20_000
 NOTEBOOK_CELL_CAP_CHARS = 60_000
 #: Cap on the number of outputs kept per cell of the executed notebook.
 NOTEBOOK_OUTPUTS_PER_CELL = 50
+#: Cap on one rich output (image, SVG, HTML, JSON) kept in the executed notebook (characters of its data).
+NOTEBOOK_RICH_CAP_CHARS = 50 * NOTEBOOK_OUTPUT_CAP_CHARS
+#: Cap on the executed notebook's file (MiB): past it, the outputs of its largest cells are replaced by a marker.
+NOTEBOOK_MAX_MB = 16
+#: Size of the executed notebook's own area in the sandbox (MiB): room for the file and its next version while it
+#: is saved atomically. Not counted against the team's ``output_mb``.
+NOTEBOOK_AREA_MB = 2 * NOTEBOOK_MAX_MB + 8
 
 
 # -- the submitted notebook, at the door ----------------------------------------------------------------------
@@ -182,6 +198,32 @@ def _short(exc: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# -- running it -----------------------------------------------------------------------------------------------
+
+
+def runner_caps() -> Caps:
+    """The caps :mod:`harness.notebook_runner` applies while a notebook runs (this module's constants)."""
+    return Caps(
+        output_chars=NOTEBOOK_OUTPUT_CAP_CHARS,
+        cell_chars=NOTEBOOK_CELL_CAP_CHARS,
+        outputs_per_cell=NOTEBOOK_OUTPUTS_PER_CELL,
+        rich_chars=NOTEBOOK_RICH_CAP_CHARS,
+        max_bytes=NOTEBOOK_MAX_MB * 1024 * 1024,
+    )
+
+
+def runner_command(papermill_args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The argv that runs papermill with ``papermill_args`` under :mod:`harness.notebook_runner`.
+
+    The runner's source travels in the argv (``python -c``), so the image needs nothing of the harness and the
+    team's code cannot change it; its first argument is the caps (:func:`runner_caps`) as JSON.
+    """
+    from harness import notebook_runner
+
+    source = Path(notebook_runner.__file__).read_text(encoding="utf-8")
+    return ("python", "-c", source, runner_caps().as_json(), *papermill_args)
+
+
 # -- the executed notebook, after a run -----------------------------------------------------------------------
 
 #: What to do about errors that come from running unattended rather than from the team's logic.
@@ -266,19 +308,24 @@ def read_executed(
     *,
     cap_chars: int = NOTEBOOK_OUTPUT_CAP_CHARS,
     cell_cap_chars: int = NOTEBOOK_CELL_CAP_CHARS,
+    submitted: Path | None = None,
 ) -> ExecutedNotebook:
     """Parse an executed notebook once, cap its outputs in place and return it for the run's reasons.
 
     Each text output keeps at most ``cap_chars`` characters, and each cell at most ``cell_cap_chars`` characters
     of text over all its outputs and at most :data:`NOTEBOOK_OUTPUTS_PER_CELL` outputs; a marker says what was
-    cut. Rich outputs (images, HTML) larger than 50 times ``cap_chars`` are replaced by a marker. When anything
-    was cut the capped notebook is written back to ``path``, so judges can open it. A file that is not a readable
-    notebook is left as it is (a partial notebook is still evidence) and a warning is logged.
+    cut. Rich outputs (images, SVG, HTML) larger than 50 times ``cap_chars`` are replaced by a text marker naming
+    what was dropped. When anything was cut the capped notebook is written back to ``path``, so judges can open it.
+
+    A file that is not a readable notebook (a run killed mid-save by an older runner, a team writing over it) is
+    logged and, when ``submitted`` is given, replaced by a valid notebook: a marker cell saying why, then the
+    submitted cells without outputs; without ``submitted`` it is left as it is.
 
     Args:
         path: the executed notebook file, or ``None`` when the run left none.
         cap_chars: cap per text output, in characters.
         cell_cap_chars: cap per cell over all its text outputs, in characters.
+        submitted: the submitted notebook, whose cells replace an unreadable executed one.
 
     Returns:
         The :class:`ExecutedNotebook`; its ``notebook`` is ``None`` when there is no readable file.
@@ -294,11 +341,33 @@ def read_executed(
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:
         log.warning("cannot read executed notebook %s to cap its outputs: %s", path, exc)
+        if submitted is not None:
+            _replace_unreadable(path, submitted, f"{type(exc).__name__}: {_short(exc)}")
         return ExecutedNotebook(path)
     cut = _cap_outputs(nb, cap_chars, cell_cap_chars)
     if cut:
         nbformat.write(nb, path)
     return ExecutedNotebook(path, nb, cut)
+
+
+def _replace_unreadable(path: Path, submitted: Path, why: str) -> None:
+    """Replace an unreadable executed notebook by the submitted cells (no outputs) under a marker cell."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(submitted, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+    except Exception:
+        nb = nbformat.v4.new_notebook()
+    size = path.stat().st_size if path.is_file() else 0
+    note = nbformat.v4.new_markdown_cell(
+        f"**{MARKER_PREFIX}the executed notebook ({size:,} bytes) could not be read ({why}); the cells below are "
+        "the submitted ones, without outputs]**"
+    )
+    nb.cells.insert(0, note)
+    nbformat.write(nb, path)
 
 
 def truncate_notebook_outputs(
@@ -313,43 +382,12 @@ def truncate_notebook_outputs(
 
 
 def _cap_outputs(nb: NotebookNode, cap_chars: int, cell_cap_chars: int) -> int:
-    """Cap the outputs of a parsed notebook in memory; return the number of outputs cut or dropped."""
+    """Cap the outputs of a parsed notebook in memory (the runner's caps); return the outputs cut or dropped."""
+    caps = Caps(cap_chars, cell_cap_chars, NOTEBOOK_OUTPUTS_PER_CELL, cap_chars * 50)
     cut = 0
     for cell in nb.cells:
         outputs = cell.get("outputs")
-        if not outputs:
-            continue
-        kept: list[NotebookNode] = []
-        budget = cell_cap_chars
-        for index, output in enumerate(outputs):
-            if budget <= 0 or len(kept) >= NOTEBOOK_OUTPUTS_PER_CELL:
-                dropped = len(outputs) - index
-                kept.append(
-                    _marker(
-                        f"{dropped} more outputs of this cell dropped (cap: {cell_cap_chars} characters, "
-                        f"{NOTEBOOK_OUTPUTS_PER_CELL} outputs per cell)"
-                    )
-                )
-                cut += dropped
-                break
-            if "text" in output:
-                allowed = min(cap_chars, budget)
-                if len(output["text"]) > allowed:
-                    output["text"] = (
-                        output["text"][:allowed] + f"\n[harness: output truncated at {allowed} characters]\n"
-                    )
-                    cut += 1
-                budget -= len(output["text"])
-            for mime, data in list(output.get("data", {}).items()):
-                if isinstance(data, str) and len(data) > cap_chars * 50:
-                    output["data"][mime] = f"[harness: {mime} output of {len(data)} characters dropped]"
-                    cut += 1
-            kept.append(output)
-        cell["outputs"] = kept
+        if outputs:
+            cell["outputs"], n_cut = cap_cell_outputs(outputs, caps)
+            cut += n_cut
     return cut
-
-
-def _marker(text: str) -> NotebookNode:
-    import nbformat
-
-    return nbformat.v4.new_output("stream", name="stderr", text=f"[harness: {text}]\n")

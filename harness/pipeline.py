@@ -8,9 +8,13 @@ Inside the sandbox a submission sees:
 
 * ``/submission`` (read-only): the opened, normalised submission;
 * ``/input`` (read-only): the phase's input data (features only; never the hidden reference);
-* ``/output`` (writable, capped at ``limits.output_mb``): where it writes ``predictions.csv``.
+* ``/output`` (writable, capped at ``limits.output_mb``): where it writes ``predictions.csv``;
+* ``/notebook`` (notebooks only; writable, its own cap :data:`~harness.notebooks.NOTEBOOK_AREA_MB`): where papermill
+  saves the executed notebook. It is the harness's record, not the team's output: it never counts against
+  ``output_mb``, so what a notebook displays never costs the team its predictions.
 
-Notebooks are executed by papermill inside the container with the kernel named in the spec; the harness's
+Notebooks are executed by papermill inside the container with the kernel named in the spec, under
+:mod:`harness.notebook_runner` (outputs capped as they are recorded, the notebook saved atomically); the harness's
 parameters (``input_dir``, ``output_dir`` and the spec's ``parameters``) are injected after the cell tagged
 ``parameters``. Scripts run the spec's command in ``/submission`` with ``HARNESS_INPUT_DIR`` and
 ``HARNESS_OUTPUT_DIR`` set. Success is judged by the outputs that must exist, never by an exit code alone.
@@ -22,18 +26,26 @@ import datetime as dt
 import json
 import logging
 import shutil
+import stat
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import EngineUnavailableError, EvaluatorError, InvalidOutputError, SandboxError
-from harness.notebooks import EXECUTED_NOTEBOOK, ExecutedNotebook, read_executed, truncate_notebook_outputs
+from harness.notebooks import (
+    EXECUTED_NOTEBOOK,
+    NOTEBOOK_AREA_MB,
+    ExecutedNotebook,
+    read_executed,
+    runner_command,
+    truncate_notebook_outputs,
+)
 from harness.notebooks import NOTEBOOK_CELL_CAP_CHARS as NOTEBOOK_CELL_CAP_CHARS
 from harness.notebooks import NOTEBOOK_OUTPUT_CAP_CHARS as NOTEBOOK_OUTPUT_CAP_CHARS
 from harness.notebooks import NOTEBOOK_OUTPUTS_PER_CELL as NOTEBOOK_OUTPUTS_PER_CELL
 from harness.record import RunRecord
-from harness.sandbox import Mount, RunOutcome, RunRequest, RunResult, Sandbox, get_sandbox
+from harness.sandbox import ArtifactArea, Mount, RunOutcome, RunRequest, RunResult, Sandbox, get_sandbox
 from harness.spec import PHASES, TaskSpec
 from harness.status import Status
 from harness.submission import OpenedSubmission, open_submission
@@ -49,6 +61,10 @@ log = logging.getLogger(__name__)
 SUBMISSION_TARGET = "/submission"
 INPUT_TARGET = "/input"
 OUTPUT_TARGET = "/output"
+#: Where the executed notebook's own area appears in the sandbox (notebooks only).
+NOTEBOOK_TARGET = "/notebook"
+#: The host folder of that area, inside a run's artifacts folder (removed after the run).
+NOTEBOOK_AREA_DIR = ".notebook-area"
 
 
 def _kernel_language(kernel: str) -> str | None:
@@ -62,26 +78,29 @@ def _kernel_language(kernel: str) -> str | None:
 
 
 def build_command(spec: TaskSpec, opened: OpenedSubmission) -> tuple[str, ...]:
-    """The argv run inside the sandbox for a submission (paths are the sandbox's: /submission, /input, /output)."""
+    """The argv run inside the sandbox for a submission (paths are the sandbox's: /submission, /input, /output).
+
+    A notebook runs papermill under :mod:`harness.notebook_runner` (:func:`harness.notebooks.runner_command`),
+    saving the executed notebook into its own area at ``/notebook``.
+    """
     if opened.kind == "notebook":
         parameters: dict[str, Any] = dict(spec.parameters)
         parameters.update(input_dir=INPUT_TARGET, output_dir=OUTPUT_TARGET)
-        return (
-            "python",
-            "-m",
-            "papermill",
-            f"{SUBMISSION_TARGET}/{opened.entry}",
-            f"{OUTPUT_TARGET}/{EXECUTED_NOTEBOOK}",
-            "--kernel",
-            spec.submission.kernel,
-            *(("--language", language) if (language := _kernel_language(spec.submission.kernel)) else ()),
-            "--cwd",
-            SUBMISSION_TARGET,
-            "--parameters_yaml",
-            json.dumps(parameters, sort_keys=True),
-            "--request-save-on-cell-execute",
-            "--no-progress-bar",
-            "--log-output",
+        return runner_command(
+            (
+                f"{SUBMISSION_TARGET}/{opened.entry}",
+                f"{NOTEBOOK_TARGET}/{EXECUTED_NOTEBOOK}",
+                "--kernel",
+                spec.submission.kernel,
+                *(("--language", language) if (language := _kernel_language(spec.submission.kernel)) else ()),
+                "--cwd",
+                SUBMISSION_TARGET,
+                "--parameters_yaml",
+                json.dumps(parameters, sort_keys=True),
+                "--request-save-on-cell-execute",
+                "--no-progress-bar",
+                "--log-output",
+            )
         )
     return tuple(spec.submission.command)
 
@@ -98,24 +117,36 @@ def _log_tail(log_text: str, lines: int = 5) -> str:
     return " | ".join(line.strip()[:200] for line in tail)
 
 
+def _predictions_state(spec: TaskSpec, output_dir: Path, result: RunResult) -> str:
+    """What the run had left at the predictions file's path, for a stopped run's reason (links not followed)."""
+    name = spec.predictions.file
+    kind = dict(result.dropped).get(name)
+    if kind:
+        return f"{name} had been made as a {kind}, not a regular file"
+    try:
+        info = (output_dir / name).lstat()
+    except OSError:
+        return f"{name} had not been written yet"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{name} had been made, but not as a regular file"
+    return (
+        f"{name} had already been written ({info.st_size:,} bytes), but a run that does not finish is not scored: "
+        "make it end within the limit"
+    )
+
+
 def _classify(
-    spec: TaskSpec, opened: OpenedSubmission, result: RunResult, notebook: ExecutedNotebook
+    spec: TaskSpec, opened: OpenedSubmission, result: RunResult, notebook: ExecutedNotebook, output_dir: Path
 ) -> tuple[Status, str] | None:
     """Map a sandbox result to (status, reason), or None when outputs should be validated and scored."""
     limits = spec.limits
     where = notebook.last_started_cell if opened.kind == "notebook" else ""
     if result.outcome is RunOutcome.TIMED_OUT:
-        return Status.TIMED_OUT, f"ran past the time limit of {limits.time_s:g} s{where} and was stopped"
+        state = _predictions_state(spec, output_dir, result)
+        return Status.TIMED_OUT, f"ran past the time limit of {limits.time_s:g} s{where} and was stopped; {state}"
     if result.outcome is RunOutcome.OUT_OF_MEMORY:
         return Status.OUT_OF_MEMORY, f"used more than the memory limit of {limits.memory_mb} MB{where} and was killed"
     if result.outcome is RunOutcome.OUTPUT_LIMIT:
-        notebook_bytes = notebook.size_bytes
-        if notebook_bytes > result.output_bytes - notebook_bytes:  # papermill's record, not the team's files
-            return Status.FAILED, (
-                f"printed or displayed so much that the executed notebook, which keeps every output of your "
-                f"cells, grew past the output limit of {limits.output_mb} MB{where}, and the run was stopped; "
-                "print less (a summary or the last lines instead of every row or step)"
-            )
         return Status.FAILED, (
             f"filled output_dir up to its limit of {limits.output_mb} MB (writes past it fail with 'No space left on "
             "device'); write only the predictions file and small artifacts there"
@@ -204,6 +235,12 @@ def evaluate_opened(
         record.reason = f"the task's {phase} input {input_dir} is missing; run `harness task prepare {spec.task_dir}`"
         record.finished_at = dt.datetime.now(dt.UTC)
         return record
+    notebook_area: Path | None = None
+    if opened.kind == "notebook":  # the executed notebook's own area: not the team's output, not its cap
+        notebook_area = artifacts_dir / NOTEBOOK_AREA_DIR
+        if notebook_area.exists():
+            shutil.rmtree(notebook_area)
+        notebook_area.mkdir()
     request = RunRequest(
         image=image or spec.image_tag,
         command=build_command(spec, opened),
@@ -217,6 +254,9 @@ def evaluate_opened(
         env=_environment(spec),
         output_target=OUTPUT_TARGET,
         label=f"{spec.id}/{record.team or '-'}/{opened.content_hash[:12]}/{phase}",
+        artifact_area=(
+            ArtifactArea(notebook_area.resolve(), NOTEBOOK_TARGET, NOTEBOOK_AREA_MB) if notebook_area else None
+        ),
     )
     runner = get_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
     try:
@@ -227,6 +267,8 @@ def evaluate_opened(
         record.reason = f"the sandbox failed: {exc}"
         record.finished_at = dt.datetime.now(dt.UTC)
         (artifacts_dir / "log.txt").write_text(exc.log_tail or "", encoding="utf-8")
+        if notebook_area is not None:
+            shutil.rmtree(notebook_area, ignore_errors=True)
         return record
     finally:
         if isinstance(sandbox, str):
@@ -237,15 +279,35 @@ def evaluate_opened(
     record.exit_code = result.exit_code
     record.provenance["image_id"] = result.image_id
     record.notes.extend(result.warnings)  # e.g. "does not isolate" (process) or "output size polled" (no root)
+    if result.dropped:
+        shown = ", ".join(f"{path} ({kind})" for path, kind in result.dropped[:5])
+        more = f" and {len(result.dropped) - 5} more" if len(result.dropped) > 5 else ""
+        record.notes.append(
+            f"not kept from output_dir, as they are not regular files (nothing they point at was read): {shown}{more}"
+        )
     notebook = ExecutedNotebook(None)
-    produced = output_dir / EXECUTED_NOTEBOOK
-    if opened.kind == "notebook" and produced.is_file():
-        shutil.move(str(produced), artifacts_dir / EXECUTED_NOTEBOOK)
-        notebook = read_executed(artifacts_dir / EXECUTED_NOTEBOOK)  # parsed once, outputs capped
+    if notebook_area is not None:
+        produced = notebook_area / EXECUTED_NOTEBOOK
+        if produced.is_file() and not produced.is_symlink():
+            shutil.move(str(produced), artifacts_dir / EXECUTED_NOTEBOOK)
+            # parsed once, outputs capped; an unreadable file is replaced by the submitted cells under a marker
+            notebook = read_executed(artifacts_dir / EXECUTED_NOTEBOOK, submitted=opened.root / opened.entry)
+        shutil.rmtree(notebook_area, ignore_errors=True)
 
-    classified = _classify(spec, opened, result, notebook)
+    classified = _classify(spec, opened, result, notebook, output_dir)
     if classified is not None:
         record.status, record.reason = classified
+        record.finished_at = dt.datetime.now(dt.UTC)
+        return record
+
+    dropped_kind = dict(result.dropped).get(spec.predictions.file)
+    if dropped_kind:  # the sandbox dropped it: say what it was, not that it was never written
+        from harness.scoring.predictions import not_a_regular_file
+
+        refusal = not_a_regular_file(spec.predictions.file, dropped_kind)
+        record.status = Status.INVALID_OUTPUT
+        record.problems = list(refusal.problems)
+        record.reason = refusal.problems[0]
         record.finished_at = dt.datetime.now(dt.UTC)
         return record
 

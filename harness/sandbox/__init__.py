@@ -19,10 +19,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.errors import SandboxError
-from harness.sandbox.base import BaseSandbox, Limits, Mount, RunOutcome, RunRequest, RunResult, Sandbox
+from harness.sandbox.base import (
+    ArtifactArea,
+    BaseSandbox,
+    Limits,
+    Mount,
+    RunOutcome,
+    RunRequest,
+    RunResult,
+    Sandbox,
+)
 
 __all__ = [
     "SANDBOXES",
+    "ArtifactArea",
     "BaseSandbox",
     "Limits",
     "Mount",

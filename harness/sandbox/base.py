@@ -38,6 +38,7 @@ from harness.sandbox.output import copy_output_tree
 __all__ = [
     "LOG_TAIL_BYTES",
     "LOG_TRUNCATED_MARKER",
+    "ArtifactArea",
     "BaseSandbox",
     "Collected",
     "Execution",
@@ -94,6 +95,25 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class ArtifactArea:
+    """A second writable folder, for what the harness itself records during a run (papermill's executed notebook).
+
+    It has its own cap and does not count against ``limits.output_mb``: what a notebook displays never costs the
+    team its output space. Only regular files come back from it (links and special files are dropped); a full
+    area is not the team's output limit.
+
+    Attributes:
+        host_dir: existing, empty absolute host folder that receives the area's files after the run.
+        target: where it appears inside the sandbox, e.g. ``/notebook``.
+        size_mb: its cap in MiB (a hard cap where the output folder's is: a loop-mounted file system as root).
+    """
+
+    host_dir: Path
+    target: str
+    size_mb: int
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """One command to run in a sandbox.
 
@@ -108,6 +128,8 @@ class RunRequest:
         env: extra environment variables (no secrets: teams' code reads them).
         output_target: where ``output_dir`` appears inside the sandbox.
         label: free text for logs and container labels (e.g. ``"team-a/3f2c1d"``).
+        artifact_area: a second, separately capped writable folder for the harness's own record of the run
+            (``None``: none).
     """
 
     image: str
@@ -119,6 +141,7 @@ class RunRequest:
     env: tuple[tuple[str, str], ...] = ()
     output_target: str = "/output"
     label: str = ""
+    artifact_area: ArtifactArea | None = None
 
 
 class RunOutcome(enum.StrEnum):
@@ -151,6 +174,10 @@ class RunResult:
         isolated: ``False`` when the sandbox did not isolate the command (``process``): the team's code ran
             with the harness's own rights.
         warnings: notes about the run a judge should see (e.g. ``"output size was polled, not enforced"``).
+        dropped: entries of the output folder that were not kept because they are not regular files or folders,
+            as ``(path relative to the output folder, kind)``; kind is one of ``"symbolic link"``,
+            ``"named pipe"``, ``"socket"``, ``"device node"``, ``"special file"`` (see
+            :func:`harness.sandbox.output.entry_kind`). Nothing they point at was read.
     """
 
     outcome: RunOutcome
@@ -165,6 +192,7 @@ class RunResult:
     log_tail: str = ""
     isolated: bool = True
     warnings: tuple[str, ...] = ()
+    dropped: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -207,8 +235,9 @@ def validate_request(request: RunRequest) -> None:
     """Check a request's paths and limits before anything is started.
 
     Raises:
-        SandboxError: the command is empty, a mount source or the output folder does not exist, the output
-            folder is not empty, a path is not absolute, or a limit is not positive.
+        SandboxError: the command is empty, a mount source, the output folder or the artifact area does not
+            exist, the output folder or the artifact area is not empty, a path is not absolute, a target is used
+            twice, or a limit is not positive.
     """
 
     if not request.command:
@@ -221,6 +250,16 @@ def validate_request(request: RunRequest) -> None:
     if not request.output_target.startswith("/") or not request.workdir.startswith("/"):
         raise SandboxError("output_target and workdir must be absolute paths inside the sandbox")
     targets = {request.output_target}
+    area = request.artifact_area
+    if area is not None:
+        host = Path(area.host_dir)
+        if not host.is_absolute() or not host.is_dir() or any(host.iterdir()):
+            raise SandboxError(f"artifact area {host} must be an existing, empty absolute folder")
+        if not area.target.startswith("/") or area.target in targets or area.size_mb <= 0:
+            raise SandboxError(
+                f"artifact area target {area.target!r} must be absolute and used once, its size positive"
+            )
+        targets.add(area.target)
     for mount in request.mounts:
         if not Path(mount.source).is_absolute() or not Path(mount.source).exists():
             raise SandboxError(f"mount source {mount.source} must be an existing absolute path")
@@ -327,11 +366,13 @@ class Collected(NamedTuple):
         outcome: how the command ended, when the lifecycle did not kill it (a limit it killed for comes first).
         output_bytes: bytes in the request's output folder.
         peak_memory_mb: peak memory use in MiB (``None`` if unknown); the lifecycle rounds it.
+        dropped: :attr:`RunResult.dropped`.
     """
 
     outcome: RunOutcome
     output_bytes: int
     peak_memory_mb: float | None
+    dropped: tuple[tuple[str, str], ...] = ()
 
 
 RunT = TypeVar("RunT", bound=Execution)
@@ -428,6 +469,7 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
             log_tail=run.log_tail,
             isolated=self.isolated,
             warnings=tuple(run.warnings),
+            dropped=collected.dropped,
         )
         logging.getLogger(type(self).__module__).info(
             "run %s: %s exit=%s %.2fs peak=%s MiB log=%s B",

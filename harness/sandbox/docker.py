@@ -17,7 +17,9 @@ killed at ``time_s``. Images are never pulled.
 
 The output folder is capped with a hard guarantee when the harness runs as root (a loop-mounted file system of
 ``output_mb`` MiB), and polled otherwise (logged as a warning: between two polls it can overshoot); see
-:mod:`harness.sandbox.output`. Memory peaks come from :mod:`harness.sandbox.memory`.
+:mod:`harness.sandbox.output`. A request's :class:`~harness.sandbox.base.ArtifactArea` (papermill's executed
+notebook) gets an area of its own made the same way, of ``size_mb`` MiB, bound at its target; it does not count
+against the output cap. Memory peaks come from :mod:`harness.sandbox.memory`.
 
 This module also holds the labels every harness container carries, the session id, and :func:`remove_orphans`.
 The engine layer's names (``DockerAPI``, ``ContainerSpec``, ...) are re-exported here, where they used to live.
@@ -177,6 +179,7 @@ class _DockerRun(Execution):
 
     api: EngineAPI
     area: OutputArea | None = None
+    artifact: OutputArea | None = None  # the request's artifact area, when it has one
     spec: ContainerSpec | None = None  # set once the container's name is chosen: from then on, remove it
     container: str = ""
     pump: LogPump | None = None
@@ -294,19 +297,24 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
         env.update(dict(request.env))
         return env
 
-    def container_spec(self, request: RunRequest, output_source: Path, name: str) -> ContainerSpec:
+    def container_spec(
+        self, request: RunRequest, output_source: Path, name: str, artifact_source: Path | None = None
+    ) -> ContainerSpec:
         """The container a request runs in (the whole policy in one value; unit tests assert on it).
 
         Args:
             request: the run.
             output_source: host folder bound writable at ``request.output_target``.
             name: container name.
+            artifact_source: host folder bound writable at ``request.artifact_area.target`` (when it has one).
         """
         limits = request.limits
         memory = int(limits.memory_mb) * 1024 * 1024
         uid, gid = self._user().split(":")
         binds = tuple(BindMount(str(Path(m.source).resolve()), m.target, m.read_only) for m in request.mounts)
         binds += (BindMount(str(output_source), request.output_target, read_only=False),)
+        if request.artifact_area is not None and artifact_source is not None:
+            binds += (BindMount(str(artifact_source), request.artifact_area.target, read_only=False),)
         return ContainerSpec(
             image=request.image,
             command=tuple(request.command),
@@ -368,10 +376,9 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
         request, api = run.request, run.api
         limits = request.limits
         with deferred_signals():
-            if self._use_loop():
-                run.area = LoopOutput(limits.output_mb, self.work_dir, self._user(), session_id())
-            else:
-                run.area = PolledOutput(Path(request.output_dir), limits.output_mb, self._user())
+            run.area = self._area(Path(request.output_dir), limits.output_mb)
+            if request.artifact_area is not None:
+                run.artifact = self._area(Path(request.artifact_area.host_dir), request.artifact_area.size_mb)
         if not run.area.enforced:
             msg = (
                 f"output size of {request.label or request.image} is polled, not enforced "
@@ -381,7 +388,8 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
             run.warnings.append(msg)
             run.poll_s = 0.25
         run.name = f"harness-{uuid.uuid4().hex[:12]}"
-        run.spec = self.container_spec(request, run.area.host_path, run.name)
+        artifact_source = run.artifact.host_path if run.artifact is not None else None
+        run.spec = self.container_spec(request, run.area.host_path, run.name, artifact_source)
         with self._lock:
             self._active.add(run.name)
         run.container = api.create_container(run.spec)
@@ -398,8 +406,15 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
     def _kill(self, run: _DockerRun) -> None:
         run.api.kill(run.container)
 
+    def _area(self, host_dir: Path, size_mb: int) -> OutputArea:
+        """A capped area: loop-mounted when root (see :meth:`_use_loop`), else ``host_dir`` itself, polled."""
+        if self._use_loop():
+            return LoopOutput(size_mb, self.work_dir, self._user(), session_id())
+        return PolledOutput(host_dir, size_mb, self._user())
+
     def _exceeded(self, run: _DockerRun) -> bool:
-        return run.area is not None and run.area.exceeded()
+        areas = (run.area, run.artifact)
+        return any(area is not None and area.exceeded() for area in areas)
 
     def _stop(self, run: _DockerRun) -> None:
         if run.sampler is None or run.pump is None:  # never started: removing the container is all there is
@@ -420,20 +435,27 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
         with deferred_signals():
             self._remove(run)
         budget = int(limits.output_mb) * 1024 * 1024
-        output_bytes, over_budget = run.area.collect(Path(run.request.output_dir), budget)
+        output_bytes, over_budget, dropped = run.area.collect(Path(run.request.output_dir), budget)
+        area = run.request.artifact_area
+        if run.artifact is not None and area is not None:  # its own cap; never the team's output limit
+            run.artifact.collect(Path(area.host_dir), int(area.size_mb) * 1024 * 1024)
         outcome = self._outcome(run.exit_code, state, peak_bytes, run.area.hit_cap() or over_budget, limits.memory_mb)
         peak_mb = peak_bytes / 2**20 if peak_bytes else None
         if run.killed_for is None and outcome is RunOutcome.OUT_OF_MEMORY and peak_mb is None:
             peak_mb = float(limits.memory_mb)
-        return Collected(outcome, output_bytes, peak_mb)
+        return Collected(outcome, output_bytes, peak_mb, tuple(dropped))
 
     def _release(self, run: _DockerRun) -> None:
         try:
             if run.spec is not None and not run.removed:
                 self._remove(run)
         finally:
-            if run.area is not None:
-                run.area.close()
+            try:
+                if run.artifact is not None:
+                    run.artifact.close()
+            finally:
+                if run.area is not None:
+                    run.area.close()
 
     @staticmethod
     def _outcome(

@@ -2,7 +2,10 @@
 
 Output trees (both sandboxes): :func:`tree_size` (polled while a command runs), :func:`sanitize_output_tree`
 (links and special files removed, so the evaluator never follows a link out of the folder) and
-:func:`copy_output_tree` (regular files only, within a byte budget).
+:func:`copy_output_tree` (regular files only, within a byte budget). Both can report what they dropped as
+``(relative path, kind)`` pairs (:func:`entry_kind`: ``"symbolic link"``, ``"named pipe"``, ``"socket"``,
+``"device node"``), so that a team is told "predictions.csv is a symbolic link", not that it was never written.
+Entries are examined with ``lstat`` only: nothing a link points at is ever read.
 
 Output areas (Docker sandbox), where the container writes during a run:
 
@@ -43,6 +46,7 @@ __all__ = [
     "OutputArea",
     "PolledOutput",
     "copy_output_tree",
+    "entry_kind",
     "remove_orphan_areas",
     "sanitize_output_tree",
     "tree_size",
@@ -62,6 +66,27 @@ OWNER_FILE = "owner"
 # --- output trees ---------------------------------------------------------------------------------------------
 
 
+def entry_kind(mode: int) -> str:
+    """What a file system entry is, from its ``st_mode`` (of ``os.lstat``), in words a team understands.
+
+    Returns:
+        ``"regular file"``, ``"directory"``, ``"symbolic link"``, ``"named pipe"``, ``"socket"``, ``"device node"``
+        (block or character device), or ``"special file"`` for anything else.
+    """
+    for test, kind in (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISBLK, "device node"),
+        (stat.S_ISCHR, "device node"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
+
+
 def tree_size(folder: Path) -> int:
     """Bytes of everything but folders under ``folder``, by apparent size, links not followed (errors skipped)."""
     total = 0
@@ -72,16 +97,20 @@ def tree_size(folder: Path) -> int:
     return total
 
 
-def sanitize_output_tree(folder: Path, *, strict: bool) -> tuple[int, int]:
+def sanitize_output_tree(
+    folder: Path, *, strict: bool, dropped: list[tuple[str, str]] | None = None
+) -> tuple[int, int]:
     """Remove links and special files (devices, FIFOs, sockets) from a run's output folder, in place.
 
     Each removal is logged as a warning. An entry whose kind cannot be read, or that cannot be removed, raises
     when ``strict`` (the Docker sandbox: a link left in place could lead the evaluator out of the folder) and is
-    skipped otherwise (the process sandbox, which does not isolate anyway).
+    skipped otherwise (the process sandbox, which does not isolate anyway). Links are never followed.
 
     Args:
         folder: the output folder.
         strict: raise on an entry that cannot be examined or removed.
+        dropped: when given, receives ``(path relative to folder, kind)`` (:func:`entry_kind`) of each entry
+            removed, in walk order.
 
     Returns:
         ``(total, biggest)``: bytes of the regular files left, and of the biggest one.
@@ -108,13 +137,18 @@ def sanitize_output_tree(folder: Path, *, strict: bool) -> tuple[int, int]:
                 except OSError:
                     if strict:
                         raise
+                    continue
+                if dropped is not None:
+                    dropped.append((os.path.relpath(path, folder), entry_kind(st.st_mode)))
                 continue
             total += st.st_size
             biggest = max(biggest, st.st_size)
     return total, biggest
 
 
-def copy_output_tree(source: Path, dest: Path, budget_bytes: int) -> tuple[int, bool, list[str]]:
+def copy_output_tree(
+    source: Path, dest: Path, budget_bytes: int, *, dropped: list[tuple[str, str]] | None = None
+) -> tuple[int, bool, list[str]]:
     """Copy a run's output folder to the host without trusting its content.
 
     Only regular files and folders are copied; symbolic links, devices, FIFOs and sockets are skipped (a link
@@ -126,6 +160,8 @@ def copy_output_tree(source: Path, dest: Path, budget_bytes: int) -> tuple[int, 
         source: folder written by the run.
         dest: existing empty host folder that receives the copy.
         budget_bytes: most bytes copied in total.
+        dropped: when given, receives ``(relative path, kind)`` (:func:`entry_kind`) of each entry skipped for
+            not being a regular file or folder (not those dropped for lack of budget).
 
     Returns:
         ``(copied_bytes, over_budget, skipped)``: bytes written to ``dest``; whether something was dropped for
@@ -142,6 +178,8 @@ def copy_output_tree(source: Path, dest: Path, budget_bytes: int) -> tuple[int, 
             if not stat.S_ISDIR(st.st_mode):  # a symlink to a folder shows up in dirs
                 dirs.remove(name)
                 skipped.append(str(rel_root / name))
+                if dropped is not None:
+                    dropped.append((str(rel_root / name), entry_kind(st.st_mode)))
                 continue
             (dest / rel_root / name).mkdir(exist_ok=True)
         for name in files:
@@ -150,6 +188,8 @@ def copy_output_tree(source: Path, dest: Path, budget_bytes: int) -> tuple[int, 
             st = os.lstat(src)
             if not stat.S_ISREG(st.st_mode):
                 skipped.append(str(rel))
+                if dropped is not None:
+                    dropped.append((str(rel), entry_kind(st.st_mode)))
                 continue
             if copied + st.st_size > budget_bytes:
                 over = True
@@ -201,8 +241,9 @@ class OutputArea:
         """True when the run filled its output space."""
         return False
 
-    def collect(self, dest: Path, budget_bytes: int) -> tuple[int, bool]:
-        """Copy the outputs into ``dest``; returns ``(bytes, over_budget)``."""
+    def collect(self, dest: Path, budget_bytes: int) -> tuple[int, bool, list[tuple[str, str]]]:
+        """Copy the outputs into ``dest``; returns ``(bytes, over_budget, dropped)``, ``dropped`` listing the
+        entries left out for not being regular files or folders as ``(relative path, kind)``."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -266,9 +307,10 @@ class LoopOutput(OutputArea):
         threshold = max(4 * st.f_frsize, min(NEAR_FULL_BYTES, size // 4))
         return st.f_bavail * st.f_frsize < threshold or st.f_favail == 0
 
-    def collect(self, dest: Path, budget_bytes: int) -> tuple[int, bool]:
-        copied, over, _ = copy_output_tree(self.host_path, dest, budget_bytes)
-        return copied, over
+    def collect(self, dest: Path, budget_bytes: int) -> tuple[int, bool, list[tuple[str, str]]]:
+        dropped: list[tuple[str, str]] = []
+        copied, over, _ = copy_output_tree(self.host_path, dest, budget_bytes, dropped=dropped)
+        return copied, over, dropped
 
     def close(self) -> None:
         if self._mounted:
@@ -314,11 +356,12 @@ class PolledOutput(OutputArea):
     def hit_cap(self) -> bool:
         return self._over or self._size() > self._cap
 
-    def collect(self, dest: Path, budget_bytes: int) -> tuple[int, bool]:
+    def collect(self, dest: Path, budget_bytes: int) -> tuple[int, bool, list[tuple[str, str]]]:
         # The files are already in place; drop what the evaluator must not follow (links, special files).
-        sanitize_output_tree(self.host_path, strict=True)
+        dropped: list[tuple[str, str]] = []
+        sanitize_output_tree(self.host_path, strict=True, dropped=dropped)
         size = self._size()
-        return size, size > budget_bytes
+        return size, size > budget_bytes, dropped
 
 
 def run_tool(argv: list[str]) -> None:

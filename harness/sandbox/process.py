@@ -7,7 +7,9 @@ self-check your own code. Every run logs a warning and returns ``RunResult(isola
 What it does enforce, on Linux:
 
 * **time**: the command runs in its own session and process group; at ``time_s`` the whole group (and any
-  process still in its session) is killed with SIGKILL. A process that calls ``setsid`` itself escapes.
+  process still in its session, and the command's descendants that started sessions of their own while their
+  parent lives, such as papermill's kernel) is killed with SIGKILL. A process that calls ``setsid`` itself after
+  its parent has gone escapes.
 * **memory**: ``RLIMIT_DATA`` = ``memory_mb`` (private writable memory: heap, anonymous mappings, thread
   stacks) in the command and its children. Allocations past it fail, so Python raises ``MemoryError``; the run
   is reported ``OUT_OF_MEMORY`` when the command fails with ``MemoryError`` (any ``*MemoryError``, such as
@@ -18,8 +20,9 @@ What it does enforce, on Linux:
 * **pids**: ``RLIMIT_NPROC`` = processes the user already has + ``pids``. It counts *all* processes of the
   user, not just the run's, and root ignores it, so it is a fork-bomb brake, not a guarantee.
 * **output**: ``RLIMIT_FSIZE`` = ``output_mb`` (no single file the run writes may grow past the cap: the write
-  fails with EFBIG), plus the output folder's total size polled every 0.25 s; past the cap the group is killed
-  and the run reported ``OUTPUT_LIMIT``.
+  fails with EFBIG; the artifact area's ``size_mb`` when larger), plus the output folder's total size (and the
+  artifact area's) polled every 0.25 s; past the cap the group is killed and the run reported ``OUTPUT_LIMIT``.
+  Links and special files left in the output folder are removed and listed in :attr:`RunResult.dropped`.
 * **cpus**: CPU affinity to the first ``ceil(cpus)`` CPUs (Linux; elsewhere not limited).
 * **logs**: stdout and stderr share one pipe, read live and capped at ``log_kb`` exactly like the Docker sandbox.
 
@@ -144,6 +147,8 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         """Sandbox path -> host path for every mount and the output folder."""
         mapping = {m.target.rstrip("/") or "/": str(Path(m.source).resolve()) for m in request.mounts}
         mapping[request.output_target.rstrip("/")] = str(Path(request.output_dir).resolve())
+        if request.artifact_area is not None:
+            mapping[request.artifact_area.target.rstrip("/")] = str(Path(request.artifact_area.host_dir).resolve())
         return mapping
 
     def command(self, request: RunRequest) -> list[str]:
@@ -195,8 +200,9 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         env = self.environment(request, run.scratch)
         cwd = self._cwd(request, run.scratch)
         try:
+            area = request.artifact_area
             proc = subprocess.Popen(
-                launcher_argv(argv, request.limits),
+                launcher_argv(argv, request.limits, max(area.size_mb, request.limits.output_mb) if area else None),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -242,7 +248,11 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         _kill_session(run.proc.pid)
 
     def _exceeded(self, run: _ProcessRun) -> bool:
-        return tree_size(Path(run.request.output_dir)) > int(run.request.limits.output_mb) * 1024 * 1024
+        request = run.request
+        if tree_size(Path(request.output_dir)) > int(request.limits.output_mb) * 1024 * 1024:
+            return True
+        area = request.artifact_area
+        return area is not None and tree_size(Path(area.host_dir)) > int(area.size_mb) * 1024 * 1024
 
     def _stop(self, run: _ProcessRun) -> None:
         if run.proc is None or run.pump is None:
@@ -259,10 +269,13 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         if run.closed:
             raise SandboxError("the run was stopped: its process sandbox was closed while it ran")
         cap_bytes = int(run.request.limits.output_mb) * 1024 * 1024
-        output_bytes, biggest = sanitize_output_tree(Path(run.request.output_dir), strict=False)
+        dropped: list[tuple[str, str]] = []
+        output_bytes, biggest = sanitize_output_tree(Path(run.request.output_dir), strict=False, dropped=dropped)
+        if run.request.artifact_area is not None:  # its own cap, not the team's output
+            sanitize_output_tree(Path(run.request.artifact_area.host_dir), strict=False)
         outcome = self._outcome(run.exit_code, run.log + run.log_tail, output_bytes, biggest, cap_bytes)
         peak_mb = run.maxrss_kib / 1024 if run.maxrss_kib else None
-        return Collected(outcome, output_bytes, peak_mb)
+        return Collected(outcome, output_bytes, peak_mb, tuple(dropped))
 
     def _release(self, run: _ProcessRun) -> None:
         if run.scratch is not None:
@@ -321,14 +334,17 @@ except OSError as exc:
 """
 
 
-def launcher_argv(argv: list[str], limits: Any) -> list[str]:
-    """The argv that starts ``argv`` under the rlimits of ``limits`` (see the module docs for which)."""
+def launcher_argv(argv: list[str], limits: Any, file_mb: int | None = None) -> list[str]:
+    """The argv that starts ``argv`` under the rlimits of ``limits`` (see the module docs for which).
+
+    ``file_mb`` replaces ``limits.output_mb`` as the cap on one file's size (``RLIMIT_FSIZE``), e.g. when the
+    request's artifact area is larger than the output cap."""
     memory = int(limits.memory_mb) * 1024 * 1024
     spec: dict[str, Any] = {
         "limits": [
             ["RLIMIT_DATA", memory],
             ["RLIMIT_AS", 4 * memory + (1 << 30)],
-            ["RLIMIT_FSIZE", int(limits.output_mb) * 1024 * 1024],
+            ["RLIMIT_FSIZE", int(file_mb or limits.output_mb) * 1024 * 1024],
             ["RLIMIT_NPROC", _user_process_count() + int(limits.pids)],
             ["RLIMIT_CORE", 0],
         ],
@@ -356,10 +372,13 @@ def _user_process_count() -> int:
 
 
 def _session_members(sid: int) -> list[int]:
-    members: list[int] = []
+    """Processes in the session ``sid``, and every descendant of ``sid`` that started a session of its own (the
+    kernel jupyter_client starts for papermill does), found through their parents before anything is killed."""
     proc = Path("/proc")
     if not proc.is_dir():
-        return members
+        return []
+    parents: dict[int, int] = {}
+    members: list[int] = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -367,15 +386,24 @@ def _session_members(sid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[3]) == sid:  # fields after ")": state ppid pgrp session ...
+        parents[int(entry.name)] = int(fields[1])  # fields after ")": state ppid pgrp session ...
+        if int(fields[3]) == sid:
             members.append(int(entry.name))
+    for pid in parents:
+        seen, up = 0, parents.get(pid, 0)
+        while up > 1 and up != sid and seen < 64:  # walk up to the run's leader (bounded: no cycles)
+            up, seen = parents.get(up, 0), seen + 1
+        if up == sid and pid not in members:
+            members.append(pid)
     return members
 
 
 def _kill_session(pid: int) -> None:
-    """SIGKILL the run's process group and every process still in its session (leader included)."""
+    """SIGKILL the run's process group, every process still in its session (leader included) and the leader's
+    descendants in sessions of their own."""
+    members = _session_members(pid)  # before the kill: a killed parent's children are re-parented
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    for member in _session_members(pid):
+    for member in members + [m for m in _session_members(pid) if m not in members]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(member, signal.SIGKILL)

@@ -28,7 +28,7 @@ from harness.scoring.reference import load_reference
 from harness.scoring.shape import Header, read_header, scan_rows
 from harness.spec import TaskSpec
 
-__all__ = ["validate_predictions"]
+__all__ = ["not_a_regular_file", "validate_predictions"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,55 @@ def _how_to_write(spec: TaskSpec) -> str:
     return f"write it with pandas: df[[{cols}]].to_csv(output_dir / {spec.predictions.file!r}, index=False)"
 
 
+#: What to do about a predictions file that is not a regular file, by what it is (see :func:`not_a_regular_file`).
+_NOT_REGULAR_HINTS: Final = {
+    "symbolic link": "links are never followed, whatever they point at: write the CSV data itself",
+    "directory": "a folder has that name: write the CSV file itself at that path, not a folder",
+    "named pipe": "a pipe (FIFO) keeps no data once your code ends",
+    "socket": "a socket keeps no data once your code ends",
+    "device node": "device files are never read",
+}
+
+
+def _mode_kind(mode: int) -> str:
+    """An ``lstat`` mode in words (the sandbox's :func:`harness.sandbox.output.entry_kind`, for what is left here)."""
+    for test, kind in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISBLK, "device node"),
+        (stat.S_ISCHR, "device node"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def not_a_regular_file(name: str, kind: str) -> InvalidOutputError:
+    """The refusal of a predictions file found as something other than a regular file (nothing of it was read).
+
+    Args:
+        name: the predictions file's name, e.g. ``"predictions.csv"``.
+        kind: what was found: ``"symbolic link"``, ``"named pipe"``, ``"socket"``, ``"directory"``,
+            ``"device node"`` or ``"special file"``.
+
+    Returns:
+        An :class:`InvalidOutputError` whose one problem says what was found and what to do, e.g.
+        ``"predictions.csv is a symbolic link; write a regular file (links are never followed, ...)"``.
+    """
+    hint = _NOT_REGULAR_HINTS.get(kind, "only regular files are read")
+    return InvalidOutputError(f"{name} is not a regular file", [f"{name} is a {kind}; write a regular file ({hint})"])
+
+
 def _read_bounded(path: Path, name: str, max_mb: int) -> bytes:
     """Read a regular file without following links, refusing it before reading when it exceeds ``max_mb``."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # lstat first: a named pipe or a device is refused without being opened (opening a FIFO would block).
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise not_a_regular_file(name, _mode_kind(mode))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         found = sorted(p.name for p in path.parent.iterdir())[:10] if path.parent.is_dir() else []
         raise InvalidOutputError(
@@ -72,17 +117,14 @@ def _read_bounded(path: Path, name: str, max_mb: int) -> bytes:
                 f"(files found there: {', '.join(found) or 'none'})"
             ],
         ) from None
-    except OSError as exc:  # ELOOP: a symbolic link; EISDIR etc.
+    except OSError as exc:  # ELOOP: replaced by a symbolic link after the lstat (never followed)
         raise InvalidOutputError(
-            f"{name} cannot be read",
-            [f"{name} must be a regular file written by your code, not a link or a folder ({exc.strerror})"],
+            f"{name} cannot be read", [f"{name} must be a regular file written by your code ({exc.strerror})"]
         ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise InvalidOutputError(
-                f"{name} is not a regular file", [f"{name} must be a regular file written by your code"]
-            )
+            raise not_a_regular_file(name, _mode_kind(info.st_mode))
         limit = max_mb * 1024 * 1024
         if info.st_size > limit:
             raise InvalidOutputError(

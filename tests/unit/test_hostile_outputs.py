@@ -13,6 +13,7 @@ import shutil
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -464,3 +465,231 @@ def test_the_judging_path_names_the_encoding_too(
     assert isinstance(error, InvalidOutputError)
     assert error.message == "predictions.csv is not UTF-8 text"
     assert f"looks like {looks_like} (" in error.problems[0] and "save it as UTF-8" in error.problems[0]
+
+
+# -- issue 11: output entries that are not regular files, displayed outputs, timed-out reasons ------------------
+# These run the hostile corpus's own inputs (tests/integration/hostile/corpus.py) in the process sandbox, through
+# both `harness run`'s path (evaluate_submission, test phase) and `harness check` (selfcheck.check, validation
+# phase); the Docker sandbox runs the same inputs in tests/integration/test_hostile.py.
+
+
+def _corpus() -> object:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    from hostile import corpus
+
+    return corpus
+
+
+def _run_and_check(task_dir: Path, entry: Path, work: Path) -> tuple[object, object]:
+    """The process sandbox's record of ``entry`` as `harness run` makes it, and `harness check`'s result."""
+    from harness.pipeline import evaluate_submission
+    from harness.selfcheck import check
+
+    spec = load_spec(task_dir)
+    record = evaluate_submission(spec, entry, phase="test", sandbox="process", work_dir=work / "run")
+    checked = check(task_dir, entry, sandbox="process", artifacts_dir=work / "check")
+    return record, checked
+
+
+@pytest.mark.parametrize("case", sorted(_corpus().NOT_REGULAR))  # type: ignore[attr-defined]
+def test_a_predictions_file_that_is_not_a_regular_file_is_named_in_both_commands(
+    task_dir: Path, tmp_path: Path, case: str
+) -> None:
+    import os
+
+    corpus: Any = _corpus()
+    if case == "device" and os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    entry = corpus.write_script(corpus.not_regular_script(case))(tmp_path / f"sc-{case}")
+    record, checked = _run_and_check(task_dir, entry, tmp_path)
+    kind = corpus.NOT_REGULAR_KIND[case]
+    for status, reason in ((record.status, record.reason), (checked.status, checked.reason)):
+        assert status == "invalid_output", reason
+        assert reason.startswith(f"predictions.csv is a {kind}; write a regular file ("), reason
+        assert "was not written" not in reason
+    assert record.reason == checked.reason  # `harness check` agrees with `harness run`
+    if kind != "directory":  # dropped from the kept outputs, and said so
+        assert f"predictions.csv ({kind})" in " ".join(record.notes)
+        assert not os.path.lexists(Path(record.artifacts_dir, "output", "predictions.csv"))
+
+
+def test_dropped_entries_are_reported_by_kind_and_never_followed(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    from harness.sandbox.output import copy_output_tree, sanitize_output_tree
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret")
+
+    def make(folder: Path) -> None:
+        (folder / "sub").mkdir(parents=True)
+        (folder / "ok.csv").write_text("id,y\n")
+        (folder / "link").symlink_to(secret)
+        (folder / "sub" / "dirlink").symlink_to(tmp_path)
+        os.mkfifo(folder / "pipe")
+        sock = socket.socket(socket.AF_UNIX)
+        cwd = os.getcwd()
+        os.chdir(folder)
+        try:
+            sock.bind("sock")
+        finally:
+            os.chdir(cwd)
+            sock.close()
+        if os.geteuid() == 0:
+            os.mknod(folder / "dev", 0o600 | __import__("stat").S_IFCHR, os.makedev(1, 3))
+
+    expected = {"link": "symbolic link", "sub/dirlink": "symbolic link", "pipe": "named pipe", "sock": "socket"}
+    if os.geteuid() == 0:
+        expected["dev"] = "device node"
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make(src)
+    dest.mkdir()
+    dropped: list[tuple[str, str]] = []
+    copy_output_tree(src, dest, 1 << 20, dropped=dropped)
+    assert dict(dropped) == expected
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == ["ok.csv", "sub"]
+    in_place = tmp_path / "in-place"
+    make(in_place)
+    dropped = []
+    assert sanitize_output_tree(in_place, strict=True, dropped=dropped) == (5, 5)
+    assert dict(dropped) == expected
+    assert secret.read_text() == "host secret"
+
+
+def test_validation_names_a_fifo_without_opening_it(spec: TaskSpec, tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "out").mkdir()
+    os.mkfifo(tmp_path / "out" / "predictions.csv")  # opening it for reading would block: it is never opened
+    started = time.perf_counter()
+    error = refused(spec, tmp_path / "out" / "predictions.csv")
+    assert time.perf_counter() - started < 1.0
+    assert error.problems[0].startswith("predictions.csv is a named pipe; write a regular file")
+
+
+@pytest.mark.parametrize(
+    ("script_tail", "fact"),
+    [
+        ("import time\nwhile True:\n    time.sleep(1)\n", "predictions.csv had already been written ("),
+        (None, "predictions.csv had not been written yet"),
+    ],
+    ids=["after-predictions", "before-predictions"],
+)
+def test_a_timed_out_reason_says_whether_predictions_were_written(
+    task_dir: Path, tmp_path: Path, script_tail: str | None, fact: str
+) -> None:
+    corpus: Any = _corpus()
+    quick = tmp_path / "task"
+    shutil.copytree(task_dir, quick)
+    raw = yaml.safe_load((quick / "task.yaml").read_text())
+    raw["limits"]["time_s"] = 2
+    (quick / "task.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    if script_tail is None:
+        code = "import time\nwhile True:\n    time.sleep(1)\n" + corpus.script_predict(tag="never")
+    else:
+        code = corpus.script_predict(tag="then-sleep") + script_tail
+    entry = corpus.write_script(code)(tmp_path / "sleeper")
+    record, checked = _run_and_check(quick, entry, tmp_path)
+    for status, reason in ((record.status, record.reason), (checked.status, checked.reason)):
+        assert status == "timed_out", reason
+        assert "ran past the time limit of 2 s and was stopped; " + fact in reason
+
+
+def test_a_big_display_after_the_predictions_is_scored_and_the_kept_notebook_opens(
+    task_dir: Path, tmp_path: Path
+) -> None:
+    import json
+
+    import nbformat
+
+    corpus: Any = _corpus()
+    # The process sandbox's memory limit (RLIMIT_DATA) counts papermill's own copies of a message: 8 MB of SVG and
+    # 10 MB of prints fit in 256 MB there; the Docker batch displays 20-30 MB.
+    svg = (
+        "from IPython.display import display\n"
+        "display({'image/svg+xml': '<svg>' + 'x' * (8 * 2**20) + '</svg>'}, raw=True)"
+    )
+    prints = "for _ in range(10):\n    print('x' * 2**20, flush=True)"
+    entry = corpus.write_notebook(corpus.notebook([corpus.notebook_predict(tag="display"), svg, prints]))(
+        tmp_path / "nb-display.ipynb"
+    )
+    record, checked = _run_and_check(task_dir, entry, tmp_path)
+    assert (record.status, checked.status) == ("succeeded", "succeeded"), (record.reason, checked.reason)
+    assert record.scores["public"]["mae"] == 0.0
+    for folder in (record.artifacts_dir, checked.artifacts_dir):
+        kept = Path(folder, "executed.ipynb")
+        assert kept.stat().st_size < 256 * 1024
+        nb = nbformat.read(kept, as_version=4)
+        nbformat.validate(nb)  # valid JSON and a valid notebook: JupyterLab opens it
+        text = json.dumps(nb)
+        assert "[harness: output dropped: image/svg+xml of 8,388,619 characters" in text
+        assert "[harness: output truncated at 20000 characters]" in text
+        assert not Path(folder, ".notebook-area").exists()
+        assert sorted(p.name for p in Path(folder, "output").iterdir()) == ["predictions.csv"]
+
+
+def test_the_runner_caps_outputs_as_they_are_recorded_and_saves_within_its_byte_cap(tmp_path: Path) -> None:
+    import json
+
+    import nbformat
+
+    from harness.notebook_runner import Caps, cap_new_output, fit_notebook, save_atomically
+
+    caps = Caps(output_chars=100, cell_chars=250, outputs_per_cell=5, rich_chars=1000, max_bytes=20_000)
+    outputs: list[Any] = []
+    for i in range(10_000):  # one cell's stream of outputs, capped one at a time
+        outputs.append(nbformat.v4.new_output("stream", name="stdout", text=f"{i}-" + "y" * 150))
+        cap_new_output(outputs, caps)
+    assert len(outputs) == 3  # two capped outputs (~148 characters each) fill the cell's 250; a marker counts the rest
+    assert "[harness: output truncated at 100 characters]" in outputs[0]["text"]
+    assert outputs[-1]["text"].startswith("[harness: 9998 more outputs of this cell dropped")
+    outputs.append(nbformat.v4.new_output("display_data", data={"image/png": "A" * 5000, "text/plain": "<Figure>"}))
+    big = [outputs.pop()]
+    cap_new_output(big, caps)
+    assert big[0]["data"] == {
+        "text/plain": "[harness: output dropped: image/png of 5,000 characters (cap: 1,000 characters per output)]"
+        "\n<Figure>"
+    }
+
+    nb = nbformat.v4.new_notebook()
+    for i in range(40):  # 40 cells of ~2 KB of outputs each: past the 20,000-byte cap
+        cell = nbformat.v4.new_code_cell(f"print({i})")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="z" * (2000 + i))]
+        nb.cells.append(cell)
+    text, dropped = fit_notebook(nb, caps.max_bytes, dumps=nbformat.writes)
+    assert len(text.encode()) <= caps.max_bytes and dropped > 0
+    assert "were dropped: the executed notebook would be larger than 20,000 bytes" in text
+    path = tmp_path / "executed.ipynb"
+    assert save_atomically(text, str(path))
+    nbformat.validate(nbformat.read(path, as_version=4))
+    assert "".join(json.loads(path.read_text())["cells"][-1]["outputs"][0]["text"]).startswith("[harness: the outputs")
+    assert [p.name for p in tmp_path.iterdir()] == ["executed.ipynb"]  # no temporary file left
+    assert not save_atomically("{}", str(tmp_path / "missing" / "executed.ipynb"))  # reported, not raised
+
+
+def test_an_unreadable_executed_notebook_is_replaced_by_the_submitted_cells(tmp_path: Path) -> None:
+    import nbformat
+
+    from harness.notebooks import read_executed
+
+    corpus: Any = _corpus()
+    submitted = corpus.write_notebook(corpus.notebook(["x = 1"]))(tmp_path / "team.ipynb")
+    executed = tmp_path / "executed.ipynb"
+    executed.write_text('{"cells": [{"outputs": ["xxxxx')  # cut mid-write
+    assert read_executed(executed, submitted=submitted).notebook is None
+    nb = nbformat.read(executed, as_version=4)
+    nbformat.validate(nb)
+    assert nb.cells[0].cell_type == "markdown" and "[harness: the executed notebook (" in nb.cells[0].source
+    assert [c.source for c in nb.cells[1:]] == ['input_dir = "data"\noutput_dir = "."', "x = 1"]
+
+
+def test_the_runner_source_survives_the_process_sandboxs_path_mapping() -> None:
+    from harness.notebooks import runner_command
+    from harness.sandbox.process import map_paths
+
+    source = runner_command(())[2]
+    mapping = {"/submission": "/h/s", "/input": "/h/i", "/output": "/h/o", "/notebook": "/h/n"}
+    assert map_paths(source, mapping) == source

@@ -34,8 +34,10 @@ def _opened(kind: str, entry: str) -> OpenedSubmission:
 def test_notebook_command_injects_the_folders_after_the_parameters_cell() -> None:
     spec = load_spec(MINIMAL)
     argv = build_command(spec, _opened("notebook", "solution.ipynb"))
-    assert argv[:4] == ("python", "-m", "papermill", "/submission/solution.ipynb")
-    assert argv[4] == "/output/executed.ipynb"
+    # papermill runs under the capping runner (its source in the argv); the executed notebook goes to its own area
+    assert argv[:2] == ("python", "-c") and "papermill.main(" in argv[2]
+    assert json.loads(argv[3])["max_bytes"] == 16 * 1024 * 1024
+    assert argv[4:6] == ("/submission/solution.ipynb", "/notebook/executed.ipynb")
     params = json.loads(argv[argv.index("--parameters_yaml") + 1])
     assert params == {"input_dir": "/input", "output_dir": "/output"}
     assert argv[argv.index("--kernel") + 1] == "python3"

@@ -191,6 +191,73 @@ with open(os.path.join(os.environ["HARNESS_OUTPUT_DIR"], "big.bin"), "wb") as fh
         fh.write(block)
 """
 
+#: Sources that make ``predictions.csv`` something other than a regular file (issue 11, kind 1), by case name.
+#: Each runs in a script (``out``, ``inp``: the output and input folders).
+NOT_REGULAR = {
+    "symlink-to-input": 'os.symlink(os.path.join(inp, "test.csv"), os.path.join(out, "predictions.csv"))\n',
+    "symlink-inside-output": (
+        'os.rename(os.path.join(out, "predictions.csv"), os.path.join(out, "real.csv"))\n'
+        'os.symlink("real.csv", os.path.join(out, "predictions.csv"))\n'
+    ),
+    "symlink-to-folder": 'os.symlink("/input", os.path.join(out, "predictions.csv"))\n',
+    "fifo": 'os.mkfifo(os.path.join(out, "predictions.csv"))\n',
+    "socket": (
+        "import socket\n"
+        "os.chdir(out)\n"  # a relative name: a socket path is limited to 108 bytes
+        "server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        'server.bind("predictions.csv")\n'
+    ),
+    "folder": (
+        'os.rename(os.path.join(out, "predictions.csv"), os.path.join(out, "real.csv"))\n'
+        'os.mkdir(os.path.join(out, "predictions.csv"))\n'
+        'os.rename(os.path.join(out, "real.csv"), os.path.join(out, "predictions.csv", "predictions.csv"))\n'
+    ),
+    # Needs CAP_MKNOD: refused in the Docker sandbox (capabilities dropped, the output mount is nodev); works in
+    # the process sandbox when the harness runs as root.
+    "device": (
+        "import stat\n"
+        "try:\n"
+        '    os.mknod(os.path.join(out, "predictions.csv"), 0o644 | stat.S_IFCHR, os.makedev(1, 3))\n'
+        "except OSError as exc:\n"
+        '    print("mknod refused:", exc.strerror)\n'
+    ),
+}
+#: The kind of entry each :data:`NOT_REGULAR` case leaves, as the reason names it.
+NOT_REGULAR_KIND = {
+    "symlink-to-input": "symbolic link",
+    "symlink-inside-output": "symbolic link",
+    "symlink-to-folder": "symbolic link",
+    "fifo": "named pipe",
+    "socket": "socket",
+    "folder": "directory",
+    "device": "device node",
+}
+
+
+def not_regular_script(case: str) -> str:
+    """A script that writes real predictions, then makes ``predictions.csv`` one of the :data:`NOT_REGULAR` entries
+    (the link and folder cases keep the real file under another name, to point at or to hold)."""
+    setup = 'out, inp = os.environ["HARNESS_OUTPUT_DIR"], os.environ["HARNESS_INPUT_DIR"]\n'
+    if "real.csv" not in NOT_REGULAR[case]:
+        setup += 'os.unlink(os.path.join(out, "predictions.csv"))\n'
+    return script_predict(tag=f"not-regular-{case}") + setup + NOT_REGULAR[case]
+
+
+#: Notebook cells that display a big rich output (issue 11, kind 4), by case name: tens of MB in one output.
+BIG_DISPLAYS = {
+    "svg-30mb": (
+        "from IPython.display import display\n"
+        "display({'image/svg+xml': '<svg xmlns=\"http://www.w3.org/2000/svg\">' + '<circle r=\"1\"/>' * 2_000_000"
+        " + '</svg>'}, raw=True)"
+    ),
+    "png-20mb": (
+        "import base64, os\n"
+        "from IPython.display import display\n"
+        "display({'image/png': base64.b64encode(os.urandom(15 * 2**20)).decode()}, raw=True)"
+    ),
+    "html-20mb": "from IPython.display import HTML, display\ndisplay(HTML('<pre>' + 'x' * (20 * 2**20) + '</pre>'))",
+}
+
 MILLION_FILES = """
 import os
 out = os.environ["HARNESS_OUTPUT_DIR"]
@@ -426,6 +493,7 @@ def cheap_cases() -> list[Case]:
             "timed_out",
             "ran past the time limit of",
             "while cell #3 of your notebook was running",
+            "predictions.csv had not been written yet",
         ),
         _nb(
             "nb-sys-exit-halfway",
@@ -461,14 +529,9 @@ def cheap_cases() -> list[Case]:
             "out_of_memory",
             "used more than the memory limit of 256 MB while cell #2 of your notebook was running",
         ),
-        _nb(
-            "nb-print-10mb",
-            ["for _ in range(10):\n    print('x' * 2**20, flush=True)", after],
-            "failed",
-            "printed or displayed so much that the executed notebook",
-            "output limit of 8 MB",
-            "print less",
-        ),
+        # Judged by its predictions (issue 11): the executed notebook has its own area and caps each output as it
+        # is recorded, so printing 10 MB no longer fills the team's 8 MB output cap.
+        _nb("nb-print-10mb", ["for _ in range(10):\n    print('x' * 2**20, flush=True)", after], "succeeded"),
         _nb("nb-100k-outputs", ["for i in range(100_000):\n    print(i)", after], "succeeded"),
         _nb(
             "nb-binary-garbage",
@@ -604,4 +667,49 @@ def cheap_cases() -> list[Case]:
             "rejected",
             "the file is 2,048.0 MiB, more than the limit of 500.0 MiB",
         ),
+        *issue11_output_cases(),
     ]
+
+
+def big_display_cases() -> list[Case]:
+    """Issue 11's kind 4: notebooks displaying tens of MB after (or before) writing correct predictions; each is
+    scored. They need more time than the mixed batch's limit on a loaded 2-core host (a 30 MB message is encoded
+    by the kernel and decoded by papermill), so they run in a batch of their own."""
+    cases = [
+        _nb(f"nb-display-{name}", [notebook_predict(tag=name), cell], "succeeded")
+        for name, cell in BIG_DISPLAYS.items()
+    ]
+    cases.append(
+        _nb("nb-display-before-predictions", [BIG_DISPLAYS["svg-30mb"], notebook_predict(tag="before")], "succeeded")
+    )
+    return cases
+
+
+def issue11_output_cases() -> list[Case]:
+    """Issue 11's kind 1 and its timed-out item, as the Docker sandbox judges them (in the mixed batch)."""
+    cases = [
+        _script(
+            f"sc-predictions-{name}",
+            not_regular_script(name),
+            "invalid_output",
+            f"predictions.csv is a {NOT_REGULAR_KIND[name]}; write a regular file",
+        )
+        for name in NOT_REGULAR
+        if name != "device"
+    ]
+    cases.append(  # no device node can be made in the container: it exits without predictions
+        _script(
+            "sc-predictions-device", not_regular_script("device"), "invalid_output", "predictions.csv was not written"
+        )
+    )
+    cases.append(
+        _script(
+            "sc-timeout-after-predictions",
+            script_predict(tag="then-sleep") + "import time\nwhile True:\n    time.sleep(1)\n",
+            "timed_out",
+            "ran past the time limit of",
+            "predictions.csv had already been written (",
+            "a run that does not finish is not scored",
+        )
+    )
+    return cases
