@@ -239,6 +239,7 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
         self.enforce_output = enforce_output
         self._active: set[str] = set()
         self._lock = threading.Lock()
+        self._kills = 0  # how many times kill_all ran: a run that was starting meanwhile must not start
         _LIVE_SANDBOXES.add(self)
 
     def close(self) -> None:
@@ -392,7 +393,11 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
         run.spec = self.container_spec(request, run.area.host_path, run.name, artifact_source)
         with self._lock:
             self._active.add(run.name)
+            kills = self._kills
         run.container = api.create_container(run.spec)
+        with self._lock:
+            if self._kills != kills:  # kill_all ran while this container was being made (Ctrl-C as a run starts)
+                raise SandboxError("the sandbox was stopped while this run was starting; its container never started")
         stream = api.attach(run.container)
         run.pump = LogPump(stream, run.logs, close=stream.close, name=f"{run.name}-log")
         run.pump.start()
@@ -483,6 +488,7 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
         Runs in any thread; each run in progress then sees its container gone and cleans up the rest.
         """
         with self._lock:
+            self._kills += 1
             names = list(self._active)
         for name in names:
             try:

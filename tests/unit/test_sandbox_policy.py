@@ -326,3 +326,22 @@ def test_registry_names_and_unknown_name() -> None:
     assert get_sandbox().name == "docker"
     with pytest.raises(SandboxError, match="unknown sandbox 'podman'; choose one of: docker, process"):
         get_sandbox("podman")
+
+
+def test_a_run_starting_while_the_sandbox_is_stopped_never_starts(folders: dict[str, Path]) -> None:
+    """Ctrl-C as a run starts: kill_all comes between making the container and starting it."""
+    engine = FakeEngine()
+    box = sandbox(engine, folders)
+    create = engine.create_container
+
+    def create_then_stopped(spec: Any) -> str:
+        made = create(spec)
+        box.kill_all()  # the coordinator closes the shared sandbox at this moment
+        return made
+
+    engine.create_container = create_then_stopped  # type: ignore[method-assign]
+    with pytest.raises(SandboxError, match="stopped while this run was starting"):
+        box.run(make_request(folders))
+    assert "start" not in engine.names() and engine.containers == set()  # never started, and removed
+    engine.create_container = create  # type: ignore[method-assign]
+    assert box.run(make_request(folders)).ok  # a later run of the same sandbox works
