@@ -342,6 +342,8 @@ def run_batch(
     waiting = list(reversed(jobs))
     renewed = time.monotonic()
     stopped_by: str | None = None
+    started: dict[int, _Job] = {}  # runs whose row says `running` and whose outcome is not written yet
+    finished_before_stop: list[cf.Future[RunRecord]] = []
     # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
     evaluators = EvaluatorPool(workers) if scheduler_address is None else None
     try:
@@ -350,8 +352,10 @@ def run_batch(
                 while waiting and len(futures) < workers:
                     job = waiting.pop()
                     job.run_id = store.start_run(job.submission_id, phase)
+                    started[job.run_id] = job
                     if job.opened is None:
                         _finish(store, job, _rejected_record(spec, job, phase), summary, hooks)
+                        started.pop(job.run_id, None)
                         continue
                     future = executor.submit(
                         evaluate_opened,
@@ -369,13 +373,16 @@ def run_batch(
                     continue
                 done, _pending = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    job = futures.pop(future)
+                    job = futures[future]  # kept until written: a stop meanwhile still knows the run
                     _finish(store, job, _outcome(spec, job, phase, future), summary, hooks)
+                    del futures[future]
+                    started.pop(job.run_id, None)
                 if time.monotonic() - renewed > LEASE_RENEW_S:
                     store.renew_lease(spec.id)
                     renewed = time.monotonic()
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or a closed terminal (harness.interrupts)
         stopped_by = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        finished_before_stop = [f for f, job in futures.items() if f.done() and job.run_id in started]
         for future in futures:
             future.cancel()
         raise
@@ -388,10 +395,15 @@ def run_batch(
             shared.close()  # stops the runs still going (after Ctrl-C or an error): containers, processes
         shutdown()
         if stopped_by is not None:
+            for future in finished_before_stop:  # runs that ended before the signal keep their outcome
+                job = futures[future]
+                with contextlib.suppress(Exception):  # no hooks now: a closed terminal must not stop this
+                    _finish(store, job, _outcome(spec, job, phase, future), summary, Hooks())
+                    started.pop(job.run_id, None)
             # The sandboxes are gone: say so in the store now (an engine lost mid-batch leaves its runs `running`
             # instead, for the next call to clean up once the engine answers again).
             cut = store.interrupt_runs(
-                [job.run_id for job in futures.values()],
+                list(started),
                 f"the batch was stopped ({stopped_by}) before this run finished; it is evaluated again by the "
                 "next `harness run`",
             )
