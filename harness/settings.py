@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @field_validator("home", mode="before")
+    @classmethod
+    def _empty_home_is_the_default(cls, value: Any) -> Any:
+        # HARNESS_HOME= (empty) must not put the store and every artifact into the working folder itself.
+        return ".harness" if value == "" else value
+
+    @field_validator("home", "tasks", "cache_dir")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None  # a quoted '~/x' is the home folder, not ./~
+
     @field_validator("debian_mirror", mode="before")
     @classmethod
     def _empty_mirror_is_default(cls, value: Any) -> Any:
