@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import InvalidOutputError
+from harness.sandbox.output import entry_kind
 from harness.scoring.columns import _are, _clip, _fmt, _parse_column, _plural
 from harness.scoring.encoding import eight_bit_encoding, wide_encoding
 from harness.scoring.reference import load_reference
@@ -69,21 +70,6 @@ _NOT_REGULAR_HINTS: Final = {
 }
 
 
-def _mode_kind(mode: int) -> str:
-    """An ``lstat`` mode in words (the sandbox's :func:`harness.sandbox.output.entry_kind`, for what is left here)."""
-    for test, kind in (
-        (stat.S_ISDIR, "directory"),
-        (stat.S_ISLNK, "symbolic link"),
-        (stat.S_ISFIFO, "named pipe"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISBLK, "device node"),
-        (stat.S_ISCHR, "device node"),
-    ):
-        if test(mode):
-            return kind
-    return "special file"
-
-
 def not_a_regular_file(name: str, kind: str) -> InvalidOutputError:
     """The refusal of a predictions file found as something other than a regular file (nothing of it was read).
 
@@ -106,7 +92,7 @@ def _read_bounded(path: Path, name: str, max_mb: int) -> bytes:
         # lstat first: a named pipe or a device is refused without being opened (opening a FIFO would block).
         mode = os.lstat(path).st_mode
         if not stat.S_ISREG(mode):
-            raise not_a_regular_file(name, _mode_kind(mode))
+            raise not_a_regular_file(name, entry_kind(mode))
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         found = sorted(p.name for p in path.parent.iterdir())[:10] if path.parent.is_dir() else []
@@ -124,7 +110,7 @@ def _read_bounded(path: Path, name: str, max_mb: int) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise not_a_regular_file(name, _mode_kind(info.st_mode))
+            raise not_a_regular_file(name, entry_kind(info.st_mode))
         limit = max_mb * 1024 * 1024
         if info.st_size > limit:
             raise InvalidOutputError(

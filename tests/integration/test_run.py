@@ -6,6 +6,7 @@ about a second; submissions are written by the tests.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -17,6 +18,7 @@ import sys
 import termios
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -205,13 +207,10 @@ def test_sigkill_mid_batch_then_resume_loses_and_duplicates_nothing(
     assert sum(r.status == "interrupted" for r in every) == 1  # the run the SIGKILL cut short
 
 
-def test_dask_cluster_runs_the_batch_and_the_coordinator_writes(
-    minimal_task: Path, test_image: str, tmp_path: Path
-) -> None:
-    """`dask scheduler` and `dask worker` started as the README says; the coordinator alone writes the store."""
-    from harness.scheduling import evaluate_many
-    from harness.spec import load_spec
-
+@contextlib.contextmanager
+def _dask_cluster(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`dask scheduler` and one `dask worker` (2 threads) started as the README says; yields the scheduler's
+    address and the worker's process; both are stopped at the end."""
     dask = Path(sys.executable).with_name("dask")
     scheduler_file = tmp_path / "scheduler.json"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -227,7 +226,26 @@ def test_dask_cluster_runs_the_batch_and_the_coordinator_writes(
         deadline = time.monotonic() + 60
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
-        address = json.loads(scheduler_file.read_text())["address"]
+        yield json.loads(scheduler_file.read_text())["address"], worker
+    finally:
+        for proc in (worker, scheduler):
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_dask_cluster_runs_the_batch_and_the_coordinator_writes(
+    minimal_task: Path, test_image: str, tmp_path: Path
+) -> None:
+    """`dask scheduler` and `dask worker` started as the README says; the coordinator alone writes the store."""
+    from harness.scheduling import evaluate_many
+    from harness.spec import load_spec
+
+    with _dask_cluster(tmp_path) as (address, _worker):
         subs = tmp_path / "submissions"
         _script(subs / "alpha", PERFECT)
         _script(subs / "bravo", MEAN)
@@ -237,14 +255,6 @@ def test_dask_cluster_runs_the_batch_and_the_coordinator_writes(
             summary = evaluate_many(load_spec(minimal_task), subs, store=store, home=home, scheduler_address=address)
         finally:
             store.close()
-    finally:
-        for proc in (worker, scheduler):
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
     assert summary.statuses == {"succeeded": 2}
     board = leaderboard(minimal_task, home=home)
     assert list(board["team"]) == ["alpha", "bravo"]
@@ -290,57 +300,36 @@ def test_a_stopped_dask_worker_removes_the_sandboxes_it_started(
 ) -> None:
     from harness.sandbox.docker import CONTAINER_LABEL, CONTAINER_LABEL_SESSION, SESSION_ENV
 
-    dask = Path(sys.executable).with_name("dask")
-    scheduler_file = tmp_path / "scheduler.json"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    scheduler = subprocess.Popen(
-        [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", scheduler_file],
-        **quiet,  # type: ignore[call-overload]
-    )
-    worker = subprocess.Popen(
-        [dask, "worker", "--scheduler-file", scheduler_file, "--nworkers", "1", "--nthreads", "2", "--no-dashboard"],
-        **quiet,  # type: ignore[call-overload]
-    )
-    coordinator = None
     labels = {CONTAINER_LABEL: "1", CONTAINER_LABEL_SESSION: os.environ[SESSION_ENV]}
-    try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = json.loads(scheduler_file.read_text())["address"]
-        subs = tmp_path / "submissions"
-        for i in range(2):
-            _script(subs / f"team-{i}", PERFECT + f"\n# team {i}\n", delay_s=60)
-        home = tmp_path / "home"
-        coordinator = subprocess.Popen(
-            [sys.executable, "-m", "harness.cli", "run", str(minimal_task), str(subs), "--home", str(home),
-             "--scheduler", address],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 90
-        while len(docker_api.list_containers(labels)) < 2 and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.2)
-        assert len(docker_api.list_containers(labels)) == 2, "the worker never started both sandboxes"  # type: ignore[attr-defined]
-        worker.terminate()  # as a host's operator stops `dask worker` (its nanny closes the worker)
-        worker.wait(timeout=60)
-        assert docker_api.list_containers(labels) == []  # type: ignore[attr-defined]
-        marker = f"harness-output-{os.environ[SESSION_ENV]}-"
-        with open("/proc/self/mounts") as fh:
-            assert [line for line in fh if marker in line] == []
-        coordinator.send_signal(signal.SIGINT)  # no worker is left to run the batch: the judge stops it
-        _out, err = coordinator.communicate(timeout=60)
-        assert coordinator.returncode == 130, err
-    finally:
-        for proc in (coordinator, worker, scheduler):
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    coordinator = None
+    with _dask_cluster(tmp_path) as (address, worker):
+        try:
+            subs = tmp_path / "submissions"
+            for i in range(2):
+                _script(subs / f"team-{i}", PERFECT + f"\n# team {i}\n", delay_s=60)
+            home = tmp_path / "home"
+            coordinator = subprocess.Popen(
+                [sys.executable, "-m", "harness.cli", "run", str(minimal_task), str(subs), "--home", str(home),
+                 "--scheduler", address],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 90
+            while len(docker_api.list_containers(labels)) < 2 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                time.sleep(0.2)
+            assert len(docker_api.list_containers(labels)) == 2, "the worker never started both sandboxes"  # type: ignore[attr-defined]
+            worker.terminate()  # as a host's operator stops `dask worker` (its nanny closes the worker)
+            worker.wait(timeout=60)
+            assert docker_api.list_containers(labels) == []  # type: ignore[attr-defined]
+            marker = f"harness-output-{os.environ[SESSION_ENV]}-"
+            with open("/proc/self/mounts") as fh:
+                assert [line for line in fh if marker in line] == []
+            coordinator.send_signal(signal.SIGINT)  # no worker is left to run the batch: the judge stops it
+            _out, err = coordinator.communicate(timeout=60)
+            assert coordinator.returncode == 130, err
+        finally:
+            if coordinator is not None and coordinator.poll() is None:
+                coordinator.kill()
+                coordinator.wait()
 
 
 def test_daily_limit_defers_a_teams_extra_submission(minimal_task: Path, test_image: str, tmp_path: Path) -> None:
