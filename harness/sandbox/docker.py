@@ -446,8 +446,10 @@ class DockerSandbox(BaseSandbox[_DockerRun]):
             run.artifact.collect(Path(area.host_dir), int(area.size_mb) * 1024 * 1024)
         outcome = self._outcome(run.exit_code, state, peak_bytes, run.area.hit_cap() or over_budget, limits.memory_mb)
         peak_mb = peak_bytes / 2**20 if peak_bytes else None
-        if run.killed_for is None and outcome is RunOutcome.OUT_OF_MEMORY and peak_mb is None:
-            peak_mb = float(limits.memory_mb)
+        if run.killed_for is None and outcome is RunOutcome.OUT_OF_MEMORY:
+            # The kernel killed it at the limit: its peak reached the limit even when the last sample (every 50 ms,
+            # from a cgroup that vanishes with the container) came before the final allocation.
+            peak_mb = max(peak_mb or 0.0, float(limits.memory_mb))
         return Collected(outcome, output_bytes, peak_mb, tuple(dropped))
 
     def _release(self, run: _DockerRun) -> None:
