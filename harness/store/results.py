@@ -259,34 +259,16 @@ class Store:
         Returns:
             ``(submission_id, created)``; ``created`` is False when the team had submitted this content before.
         """
+        found = NewSubmission(
+            content_hash=content_hash, source=source, kind=kind, entry=entry, n_files=n_files, n_bytes=n_bytes,
+            notes=tuple(notes), submitted_at=submitted_at,
+        )  # fmt: skip
         with self.session() as sess:
-            team_row = sess.scalars(select(TeamRow).where(TeamRow.task_id == task_id, TeamRow.name == team)).first()
-            if team_row is None:
-                team_row = TeamRow(task_id=task_id, name=team)
-                sess.add(team_row)
-                sess.flush()
-            existing = sess.scalars(
-                select(SubmissionRow).where(
-                    SubmissionRow.team_id == team_row.id, SubmissionRow.content_hash == content_hash
-                )
-            ).first()
+            team_row = _find_team(sess, task_id, team) or _add_team(sess, task_id, team)
+            existing = _find_submission(sess, team_row, content_hash)
             if existing is not None:
                 return existing.id, False
-            row = SubmissionRow(
-                task_id=task_id,
-                team_id=team_row.id,
-                content_hash=content_hash,
-                source=source,
-                kind=kind,
-                entry=entry,
-                n_files=n_files,
-                n_bytes=n_bytes,
-                notes=list(notes),
-                submitted_at=submitted_at or utcnow(),
-            )
-            sess.add(row)
-            sess.flush()
-            return row.id, True
+            return _add_submission(sess, task_id, team_row, found, utcnow()).id, True
 
     def is_known(self, task_id: str, team: str, content_hash: str) -> bool:
         """Whether the team already submitted this content for the task."""
@@ -342,41 +324,13 @@ class Store:
         """
         now = now or utcnow()
         with self.session() as sess:
-            team_row = sess.scalars(select(TeamRow).where(TeamRow.task_id == task_id, TeamRow.name == team)).first()
-            existing = None
-            if team_row is not None:
-                existing = sess.scalars(
-                    select(SubmissionRow).where(
-                        SubmissionRow.team_id == team_row.id, SubmissionRow.content_hash == submission.content_hash
-                    )
-                ).first()
-            known_team_new_content = team_row is not None and existing is None
-            if (
-                known_team_new_content
-                and daily_limit
-                and team_row is not None
-                and _registered_on_day(sess, team_row.id, now) >= daily_limit
-            ):
-                return Plan.OVER_LIMIT, None
-            if team_row is None:
-                team_row = TeamRow(task_id=task_id, name=team)
-                sess.add(team_row)
-                sess.flush()
+            team_row = _find_team(sess, task_id, team)
+            existing = _find_submission(sess, team_row, submission.content_hash)
             if existing is None:
-                existing = SubmissionRow(
-                    task_id=task_id,
-                    team_id=team_row.id,
-                    content_hash=submission.content_hash,
-                    source=submission.source,
-                    kind=submission.kind,
-                    entry=submission.entry,
-                    n_files=submission.n_files,
-                    n_bytes=submission.n_bytes,
-                    notes=list(submission.notes),
-                    submitted_at=submission.submitted_at or now,
-                )
-                sess.add(existing)
-                sess.flush()
+                if daily_limit and team_row is not None and _registered_on_day(sess, team_row.id, now) >= daily_limit:
+                    return Plan.OVER_LIMIT, None
+                team_row = team_row or _add_team(sess, task_id, team)
+                existing = _add_submission(sess, task_id, team_row, submission, now)
                 return (Plan.RERUN if rerun else Plan.NEW), existing.id
             if rerun:
                 return Plan.RERUN, existing.id
@@ -639,6 +593,46 @@ class Store:
         for run in self.runs(task_id, active_only=False):
             counts[run.status] = counts.get(run.status, 0) + 1
         return counts
+
+
+def _find_team(sess: Session, task_id: str, team: str) -> TeamRow | None:
+    return sess.scalars(select(TeamRow).where(TeamRow.task_id == task_id, TeamRow.name == team)).first()
+
+
+def _add_team(sess: Session, task_id: str, team: str) -> TeamRow:
+    row = TeamRow(task_id=task_id, name=team)
+    sess.add(row)
+    sess.flush()
+    return row
+
+
+def _find_submission(sess: Session, team_row: TeamRow | None, content_hash: str) -> SubmissionRow | None:
+    """The team's submission of this content (the same content from the same team is the same submission)."""
+    if team_row is None:
+        return None
+    return sess.scalars(
+        select(SubmissionRow).where(SubmissionRow.team_id == team_row.id, SubmissionRow.content_hash == content_hash)
+    ).first()
+
+
+def _add_submission(
+    sess: Session, task_id: str, team_row: TeamRow, submission: NewSubmission, now: dt.datetime
+) -> SubmissionRow:
+    row = SubmissionRow(
+        task_id=task_id,
+        team_id=team_row.id,
+        content_hash=submission.content_hash,
+        source=submission.source,
+        kind=submission.kind,
+        entry=submission.entry,
+        n_files=submission.n_files,
+        n_bytes=submission.n_bytes,
+        notes=list(submission.notes),
+        submitted_at=submission.submitted_at or now,
+    )
+    sess.add(row)
+    sess.flush()
+    return row
 
 
 def _registered_on_day(sess: Session, team_id: int, now: dt.datetime) -> int:

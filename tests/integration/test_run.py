@@ -274,24 +274,17 @@ def test_a_batch_started_under_nohup_outlives_its_terminal(
     cmd = ["sh", "-c", f'exec "$@" > {log} 2>&1', "sh", sys.executable, "-m", "harness.cli", "run", str(minimal_task)]
     cmd += [str(subs), "--home", str(home), "--workers", "2"]
     labels = {CONTAINER_LABEL: "1", CONTAINER_LABEL_SESSION: os.environ[SESSION_ENV]}
-    proc, master, reader = _in_own_session_on_a_pty(cmd, nohup=True)
+    terminal = _Terminal(cmd, nohup=True)
     try:
         deadline = time.monotonic() + 60
         while not docker_api.list_containers(labels) and time.monotonic() < deadline:  # type: ignore[attr-defined]
             time.sleep(0.2)
-        reader.stop.set()  # type: ignore[attr-defined]
-        reader.join()
-        os.close(master)  # the terminal goes away; SIGHUP is ignored, as nohup asked
-        master = -1
-        proc.wait(timeout=120)
+        terminal.hang_up()  # the terminal goes away; SIGHUP is ignored, as nohup asked
+        terminal.proc.wait(timeout=120)
     finally:
-        if master >= 0:
-            os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        terminal.close()
     out = log.read_text()
-    assert proc.returncode == 0, out
+    assert terminal.proc.returncode == 0, out
     assert "2 entries: 2 evaluated (2 succeeded)" in out, out
 
 
@@ -387,46 +380,58 @@ def test_ctrl_c_stops_the_batch_removes_its_containers_and_resumes(
     assert "3 evaluated (3 succeeded)" in resumed.stdout, resumed.stdout
 
 
-def _in_own_session_on_a_pty(
-    cmd: list[str], *, nohup: bool = False
-) -> tuple[subprocess.Popen[bytes], int, threading.Thread]:
-    """Start ``cmd`` as a session leader whose controlling terminal is a new pseudo-terminal, as a shell over SSH
-    starts a command (with ``nohup``: ignoring SIGHUP, as ``nohup`` starts it). Returns the process, the terminal's
-    master side and the thread that drains it."""
-    master, slave = os.openpty()
+class _Terminal:
+    """A command started as a session leader whose controlling terminal is a new pseudo-terminal, as a shell over
+    SSH starts it (with ``nohup``: ignoring SIGHUP, as ``nohup`` starts it). A thread drains the terminal (a full
+    pty buffer would block the command's writes); :meth:`hang_up` closes it as a dropped connection does."""
 
-    def _take_terminal() -> None:  # runs after setsid(): the pty becomes the new session's controlling terminal
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        if nohup:
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    def __init__(self, cmd: list[str], *, nohup: bool = False) -> None:
+        self.master, slave = os.openpty()
 
-    proc = subprocess.Popen(
-        cmd,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=_take_terminal,
-        env={**os.environ, "COLUMNS": "120", "HARNESS_PROGRESS": "1"},  # a live progress bar on the terminal
-    )
-    os.close(slave)
-    drained: list[bytes] = []
-    stop = threading.Event()
+        def _take_terminal() -> None:  # runs after setsid(): the pty becomes the new session's controlling terminal
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            if nohup:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    def _drain() -> None:  # a full pty buffer would block the harness's writes
-        while not stop.is_set():
-            ready, _w, _x = select.select([master], [], [], 0.1)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
+            env={**os.environ, "COLUMNS": "120", "HARNESS_PROGRESS": "1"},  # a live progress bar on the terminal
+        )
+        os.close(slave)
+        self.output: list[bytes] = []
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            ready, _w, _x = select.select([self.master], [], [], 0.1)
             if ready:
                 try:
-                    drained.append(os.read(master, 65536))
+                    self.output.append(os.read(self.master, 65536))
                 except OSError:
                     return
 
-    reader = threading.Thread(target=_drain, daemon=True)
-    reader.start()
-    reader.stop = stop  # type: ignore[attr-defined]
-    reader.output = drained  # type: ignore[attr-defined]
-    return proc, master, reader
+    def hang_up(self) -> None:
+        """Close the terminal's master side: the kernel hangs up the session (SIGHUP to its leader)."""
+        if self.master < 0:
+            return
+        self._stop.set()
+        self._reader.join()
+        os.close(self.master)
+        self.master = -1
+
+    def close(self) -> None:
+        """Hang up if not done yet, and make sure the command is gone."""
+        self.hang_up()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def test_a_closed_terminal_stops_the_batch_cleanly_and_it_resumes(
@@ -441,25 +446,18 @@ def test_a_closed_terminal_stops_the_batch_cleanly_and_it_resumes(
     cmd = [sys.executable, "-m", "harness.cli", "run", str(minimal_task), str(subs), "--home", str(home)]
     cmd += ["--workers", "2"]
     labels = {CONTAINER_LABEL: "1", CONTAINER_LABEL_SESSION: os.environ[SESSION_ENV]}
-    proc, master, reader = _in_own_session_on_a_pty(cmd)
+    terminal = _Terminal(cmd)
     try:
         deadline = time.monotonic() + 60
         while len(docker_api.list_containers(labels)) < 2 and time.monotonic() < deadline:  # type: ignore[attr-defined]
             time.sleep(0.2)
         assert len(docker_api.list_containers(labels)) == 2, "the two sandboxes never started"  # type: ignore[attr-defined]
         time.sleep(1.0)  # the progress bar is drawing on the terminal
-        reader.stop.set()  # type: ignore[attr-defined]
-        reader.join()
-        os.close(master)  # the terminal goes away: the kernel hangs up the session (SIGHUP to its leader)
-        master = -1
-        proc.wait(timeout=90)
+        terminal.hang_up()  # the terminal goes away
+        terminal.proc.wait(timeout=90)
     finally:
-        if master >= 0:
-            os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 128 + signal.SIGHUP, b"".join(reader.output)[-2000:]  # type: ignore[attr-defined]
+        terminal.close()
+    assert terminal.proc.returncode == 128 + signal.SIGHUP, b"".join(terminal.output)[-2000:]
     assert docker_api.list_containers(labels) == []  # type: ignore[attr-defined]
     marker = f"harness-output-{os.environ[SESSION_ENV]}-"
     with open("/proc/self/mounts") as fh:

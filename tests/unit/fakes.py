@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SandboxError
+from harness.record import RunRecord
 from harness.sandbox.base import RunOutcome, RunRequest, RunResult, validate_request
 from harness.sandbox.engine import ContainerSpec
 
@@ -249,3 +250,20 @@ class FakeSandbox:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# --- a run's record --------------------------------------------------------------------------------------------
+
+
+def finished_record(status: str, scores: dict[str, dict[str, float]] | None = None, **fields: Any) -> RunRecord:
+    """A finished run's record of task ``task`` with only the fields a store test cares about."""
+    return RunRecord(
+        task_id="task",
+        phase="test",
+        team="",
+        content_hash="",
+        kind="script",
+        status=status,
+        scores=scores or {},
+        **fields,
+    )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import finished_record
 
 from harness.ranking import METRIC_TABLE_COLUMNS, export, metric_table, rank_table
-from harness.record import RunRecord
 from harness.spec import MetricSpec
 from harness.store import Store
 
@@ -105,22 +104,10 @@ def _record(
     )
     run_id = store.start_run(sub_id, "test")
     split_scores = {"public": scores, "private": {k: v + 1 for k, v in scores.items()}} if scores else None
-    store.finish_run(run_id, _finished(status, reason="" if status == "succeeded" else "boom", scores=split_scores))
-    return run_id
-
-
-def _finished(status: str, scores: dict[str, dict[str, float]] | None = None, **fields: Any) -> RunRecord:
-    """A finished run's record with only the fields a test cares about."""
-    return RunRecord(
-        task_id="task",
-        phase="test",
-        team="",
-        content_hash="",
-        kind="script",
-        status=status,
-        scores=scores or {},
-        **fields,
+    store.finish_run(
+        run_id, finished_record(status, reason="" if status == "succeeded" else "boom", scores=split_scores)
     )
+    return run_id
 
 
 @pytest.fixture()

@@ -5,28 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any
 
 import pytest
+from fakes import finished_record
 from sqlalchemy import update
 
 from harness.errors import StoreError
-from harness.record import RunRecord
 from harness.store import MetaRow, RunRow, Store
-
-
-def _finished(status: str, scores: dict[str, dict[str, float]] | None = None, **fields: Any) -> RunRecord:
-    """A finished run's record with only the fields a test cares about."""
-    return RunRecord(
-        task_id="task",
-        phase="test",
-        team="",
-        content_hash="",
-        kind="script",
-        status=status,
-        scores=scores or {},
-        **fields,
-    )
 
 
 @pytest.fixture()
@@ -51,9 +36,9 @@ def test_same_content_same_team_is_one_submission(store: Store) -> None:
 def test_rerun_replaces_the_active_result(store: Store) -> None:
     sub = _submission(store)
     first = store.start_run(sub, "test")
-    store.finish_run(first, _finished("succeeded", scores={"public": {"mae": 3.0}}))
+    store.finish_run(first, finished_record("succeeded", scores={"public": {"mae": 3.0}}))
     second = store.start_run(sub, "test")
-    store.finish_run(second, _finished("succeeded", scores={"public": {"mae": 2.0}}))
+    store.finish_run(second, finished_record("succeeded", scores={"public": {"mae": 2.0}}))
     active = store.runs("task")
     assert [(r.run_id, r.scores) for r in active] == [(second, {"public": {"mae": 2.0}})]
     assert len(store.runs("task", active_only=False)) == 2
@@ -62,7 +47,7 @@ def test_rerun_replaces_the_active_result(store: Store) -> None:
 def test_two_active_runs_are_impossible(store: Store) -> None:
     sub = _submission(store)
     for _ in range(2):
-        store.finish_run(store.start_run(sub, "test"), _finished("failed", reason="x"))
+        store.finish_run(store.start_run(sub, "test"), finished_record("failed", reason="x"))
     with store.session() as sess, pytest.raises(Exception, match="UNIQUE|unique"):
         sess.execute(update(RunRow).values(active=True))
         sess.flush()
@@ -71,9 +56,9 @@ def test_two_active_runs_are_impossible(store: Store) -> None:
 def test_succeeded_needs_scores_and_a_final_status(store: Store) -> None:
     run = store.start_run(_submission(store), "test")
     with pytest.raises(StoreError, match="without scores"):
-        store.finish_run(run, _finished("succeeded", scores={}))
+        store.finish_run(run, finished_record("succeeded", scores={}))
     with pytest.raises(StoreError, match="cannot finish"):
-        store.finish_run(run, _finished("running"))
+        store.finish_run(run, finished_record("running"))
     assert store.active_run(_submission(store), "test") is None
 
 
