@@ -37,7 +37,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -47,6 +46,14 @@ from pydantic import (
 
 from harness.errors import SpecError
 from harness.sandbox.base import Limits
+from harness.spec_predictions import (
+    _NAME_PATTERN,
+    ColumnSpec,
+    PredictionSpec,
+    ProbabilityGroup,
+    QuantileGroup,
+    _Strict,
+)
 
 __all__ = [
     "DEFAULT_SPLITS",
@@ -60,6 +67,9 @@ __all__ = [
     "LimitsSpec",
     "MetricSpec",
     "PredictionSpec",
+    "ProbabilityGroup",
+    "QuantileGroup",
+    "ReportSpec",
     "SubmissionSpec",
     "TaskSpec",
     "load_spec",
@@ -77,11 +87,6 @@ DEFAULT_SPLITS: dict[str, tuple[str, ...]] = {"validation": ("validation",), "te
 SPEC_FILE = "task.yaml"
 
 Phase = Literal["validation", "test"]
-_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _relative_path(value: str) -> str:
@@ -127,78 +132,21 @@ class MetricSpec(_Strict):
         return self.label or self.name
 
 
-class ColumnSpec(_Strict):
-    """One column of the predictions file.
-
-    Attributes:
-        name: column name as written in the CSV header.
-        dtype: ``string``, ``int``, ``float`` or ``bool``. Numeric columns must hold finite numbers.
-        min: smallest accepted value (numeric columns only), or ``None``. Bounds keep absurd predictions
-            (``1e308``) from overflowing a metric; say them in the task README.
-        max: largest accepted value (numeric columns only), or ``None``.
-    """
-
-    name: Annotated[str, Field(min_length=1)]
-    dtype: Literal["string", "int", "float", "bool"]
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _bounds(self) -> ColumnSpec:
-        if (self.min is not None or self.max is not None) and self.dtype not in ("int", "float"):
-            raise ValueError(f"min/max apply to int and float columns only; column {self.name!r} is {self.dtype}")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max}) for column {self.name!r}")
-        return self
-
-
-class PredictionSpec(_Strict):
-    """The prediction table a submission writes into its output folder.
-
-    Attributes:
-        file: file name inside the output folder (CSV, UTF-8, comma-separated, header row).
-        id_column: column that identifies each row; must also be in ``columns`` and in the reference.
-        columns: every required column with its dtype; extra columns are ignored. The non-id columns are the
-            targets: the reference holds the true values under the same names.
-        max_mb: files larger than this are refused before parsing (MiB).
-    """
-
-    file: str = "predictions.csv"
-    id_column: str
-    columns: tuple[ColumnSpec, ...]
-    max_mb: Annotated[int, Field(gt=0)] = 256
-
-    @model_validator(mode="after")
-    def _id_in_columns(self) -> PredictionSpec:
-        names = [c.name for c in self.columns]
-        if self.id_column not in names:
-            raise ValueError(f"id_column {self.id_column!r} is not among columns {names}; add it to columns")
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate column names in {names}")
-        if len(names) < 2:
-            raise ValueError("columns: give the id column and at least one predicted column")
-        id_dtype = next(c.dtype for c in self.columns if c.name == self.id_column)
-        if id_dtype not in ("string", "int"):
-            raise ValueError(f"the id column {self.id_column!r} must have dtype string or int, got {id_dtype}")
-        return self
-
-    @property
-    def target_columns(self) -> tuple[str, ...]:
-        """The predicted columns (every column but the id), in spec order."""
-        return tuple(c.name for c in self.columns if c.name != self.id_column)
-
-
 class DataSpec(_Strict):
     """Where a task's data lives, relative to the task folder; ``prepare`` builds it.
 
     Attributes:
         prepare: script (relative to the task folder) that builds everything below, run as
             ``python prepare.py OUT_DIR``; deterministic.
+        prepare_packages: pip requirements the prepare script needs beyond Python's standard library
+            (``[vega_datasets==0.9.0, pandas==3.1.1]``), installed by the harness into an isolated, cached
+            environment (never the harness's own) that runs the script.
         root: folder (relative to the task folder) that ``prepare`` fills; not committed.
         public: sub-folder of ``root`` given to teams (starter kit): labelled train and validation data.
         inputs: per phase, the sub-folder of ``root`` mounted read-only into the sandbox as ``input_dir``.
         references: per phase, the reference file (relative to ``root``) the evaluator reads: a CSV with the
-            id column, every target column and ``split_column``. The ``test`` reference is hidden: it never
+            id column, every column of :attr:`PredictionSpec.reference_targets` and
+            ``split_column``. The ``test`` reference is hidden: it never
             enters a sandbox, so it must not lie inside an input folder or the public folder.
         split_column: column of the reference naming each row's split.
         splits: per phase, the splits the reference holds (default ``validation: [validation]``,
@@ -208,6 +156,7 @@ class DataSpec(_Strict):
     """
 
     prepare: str = "prepare.py"
+    prepare_packages: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     root: str = "data"
     public: str = "public"
     inputs: dict[Phase, str]
@@ -327,6 +276,20 @@ class SubmissionSpec(_Strict):
     kernel: str = "python3"
 
 
+class ReportSpec(_Strict):
+    """What the judges' review page breaks errors down by.
+
+    Attributes:
+        group_by: columns of the phase's predict file (``data.predict_file``) or of the reference to group
+            errors by (``[carrier, origin, month]``); empty: chosen from the predict file's low-cardinality columns.
+        horizon: forecasts: the column (predict file or reference) giving each row's steps ahead, for the error
+            by horizon; ``None``: rows in id order of each forecast origin are not grouped by horizon.
+    """
+
+    group_by: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    horizon: Annotated[str, Field(min_length=1)] | None = None
+
+
 class LeaderboardSpec(_Strict):
     """Leaderboard rules. ``selection``: which run per team counts (``best`` by the primary metric on the
     public split, or ``latest``). ``splits``: the test splits shown. ``daily_limit``: submissions per team per
@@ -345,7 +308,7 @@ class TaskSpec(_Strict):
     customer: str
     description: str
     submission: SubmissionSpec = SubmissionSpec()
-    parameters: dict[str, str | int | float | bool] = {}
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     predictions: PredictionSpec
     data: DataSpec
     evaluator: EvaluatorSpec
@@ -354,6 +317,7 @@ class TaskSpec(_Strict):
     image: ImageSpec = ImageSpec()
     baseline: str | None = None
     leaderboard: LeaderboardSpec = LeaderboardSpec()
+    report: ReportSpec = ReportSpec()
 
     _task_dir: Path = PrivateAttr(default=Path("."))
     _spec_hash: str = PrivateAttr(default="")
