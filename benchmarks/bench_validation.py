@@ -12,7 +12,10 @@ Shapes (the minimal fixture task: an ``id`` string column and a ``y`` float colu
 * columns: ``id,y`` plus extra columns of ``0`` up to the column count, about ``--mb`` MB of rows. 200,000
   columns is above the harness's cap of 100,000 columns: that file is refused from its header, and says so.
 * rows: ``id,y`` rows, each padded with a ``note`` column so the file holds about ``--mb`` MB (10 rows: fields
-  of about 1 MB each); 5,000,000 rows is larger (about 90 MB), without padding.
+  of about 1 MB each); 1,000,000 and 5,000,000 rows are larger (about 13 and 66 MB), without padding.
+* ids shuffled: 1,000,000 rows written in a random order, so every id is hashed (the other files list the ids
+  in the reference's order, as a team writing ``test.csv``'s rows does, which validation compares without
+  hashing).
 
 Usage: ``python benchmarks/bench_validation.py [--runs 3] [--mb 8]``.
 """
@@ -20,6 +23,7 @@ Usage: ``python benchmarks/bench_validation.py [--runs 3] [--mb 8]``.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 import time
@@ -51,15 +55,17 @@ def wide_file(path: Path, columns: int, target_mb: float) -> list[str]:
     return ids
 
 
-def long_file(path: Path, rows: int, target_mb: float) -> list[str]:
-    """``id,y,note`` with ``rows`` rows; ``note`` pads each row so the file holds about ``target_mb``."""
+def long_file(path: Path, rows: int, target_mb: float, *, shuffled: bool = False) -> list[str]:
+    """``id,y,note`` with ``rows`` rows; ``note`` pads each row so the file holds about ``target_mb``.
+    ``shuffled``: the rows are written in a seeded random order (the returned ids keep theirs)."""
     ids = [f"r{i:07d}" for i in range(rows)]
+    order = random.Random(7).sample(range(rows), rows) if shuffled else range(rows)
     pad = max(0, int(target_mb * MB) // rows - 16)
     note = "x" * pad
     with path.open("w") as fh:
         fh.write("id,y,note\n" if pad else "id,y\n")
-        for i, rid in enumerate(ids):
-            fh.write(f"{rid},{i % 97}.5,{note}\n" if pad else f"{rid},{i % 97}.5\n")
+        for i in order:
+            fh.write(f"{ids[i]},{i % 97}.5,{note}\n" if pad else f"{ids[i]},{i % 97}.5\n")
     return ids
 
 
@@ -95,6 +101,7 @@ def main() -> None:
         ("200,000 columns", lambda p: wide_file(p, 200_000, args.mb)),
         *((f"{r:,} rows", lambda p, r=r: long_file(p, r, args.mb)) for r in (10, 1_000, 100_000, 1_000_000)),
         ("5,000,000 rows", lambda p: long_file(p, 5_000_000, 0)),
+        ("1,000,000 rows, ids shuffled", lambda p: long_file(p, 1_000_000, 0, shuffled=True)),
     ]
     table = []
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
@@ -121,8 +128,12 @@ def main() -> None:
             f"| {label} | {size:.1f} | {seconds / size:.4f} | {read / size:.4f} | {plain / size:.4f} | "
             f"{seconds / plain:.2f}x | {outcome} |"
         )
-    valid = [seconds / size for _, size, seconds, *_, outcome in table if outcome == "valid"]
-    print(f"\nValid files, per MB: slowest / fastest = {max(valid) / min(valid):.1f}x")
+    in_order = [s / size for label, size, s, *_, outcome in table if outcome == "valid" and "shuffled" not in label]
+    print(
+        f"\nValid files with ids in reference order, per MB: slowest / fastest = {max(in_order) / min(in_order):.1f}x"
+    )
+    every = [s / size for _, size, s, *_, outcome in table if outcome == "valid"]
+    print(f"Every valid file (shuffled ids too), per MB: slowest / fastest = {max(every) / min(every):.1f}x")
 
 
 if __name__ == "__main__":

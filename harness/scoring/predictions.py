@@ -246,7 +246,8 @@ def validate_predictions(
     _sniff_text(data, name, spec)
     header = read_header(data, name)
     required = [c.name for c in pspec.columns]
-    duplicated = sorted(h for h, n in Counter(header.names).items() if n > 1)
+    unique_names = len(set(header.names)) == len(header.names)
+    duplicated = [] if unique_names else sorted(h for h, n in Counter(header.names).items() if n > 1)
     if duplicated:
         raise InvalidOutputError(
             f"{name} has duplicate column names",
@@ -354,8 +355,8 @@ def _read_columns(data: bytes, header: Header, required: list[str], rows: int, n
 def _wanted(header: Header, required: list[str]) -> tuple[list[int], dict[int, str]]:
     """The positions of the required columns the header names (the first column when it names none), and
     their names by position."""
-    position = {n: i for i, n in enumerate(header.names)}
-    usecols = sorted(position[c] for c in required if c in position) or [0]
+    names = set(header.names)  # names are unique (checked before); index() finds each of the few required ones
+    usecols = sorted(header.names.index(c) for c in required if c in names) or [0]
     return usecols, {i: header.names[i] for i in usecols}
 
 
@@ -423,6 +424,17 @@ def _same_ids(raw: pd.Series, expected_ids: Sequence[Any] | pd.Series | pd.Index
     return bool(pc.all(pc.equal(mine, theirs)).as_py()) and theirs.null_count == 0
 
 
+def _as_text(values: np.ndarray) -> pd.Series | np.ndarray:
+    """Object ids as a pandas text column when every one is a ``str`` (factorising Arrow-backed text is about
+    twice as fast as Python objects), else unchanged."""
+    import pyarrow as pa
+
+    try:
+        return pd.Series(pa.array(values, type=pa.large_string()).to_pandas(), dtype=str)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return values
+
+
 def _parse_ids(
     spec: TaskSpec, raw: pd.Series, expected_ids: Sequence[Any] | pd.Series | pd.Index | None, name: str
 ) -> tuple[pd.Series, list[str]]:
@@ -457,7 +469,7 @@ def _parse_ids(
     expected = None if expected_ids is None else pd.Series(list(expected_ids), dtype=object).to_numpy()
     values = ids.to_numpy(dtype=object)
     both = values if expected is None else np.concatenate([values, expected])
-    codes, uniques = pd.factorize(both, use_na_sentinel=False)
+    codes, uniques = pd.factorize(_as_text(both) if dtype == "string" else both, use_na_sentinel=False)
     id_codes, expected_codes = codes[: len(values)], codes[len(values) :]
     kept = id_codes[~skip]
     counts = np.bincount(kept, minlength=len(uniques))

@@ -693,3 +693,53 @@ def test_the_runner_source_survives_the_process_sandboxs_path_mapping() -> None:
     source = runner_command(())[2]
     mapping = {"/submission": "/h/s", "/input": "/h/i", "/output": "/h/o", "/notebook": "/h/n"}
     assert map_paths(source, mapping) == source
+
+
+# -- the Arrow fast path and the pandas path agree --------------------------------------------------------------
+
+
+def _plain_files(rows: list[tuple[str, int]]) -> dict[str, bytes]:
+    """Quote-free, LF-ended files (the fast path's domain), valid and not, each a kind a team writes."""
+    ids = [rid for rid, _ in rows]
+    body = [f"{rid},{3 * x + 1}" for rid, x in rows]
+    return {
+        "valid": ("id,y\n" + "\n".join(body) + "\n").encode(),
+        "valid, reordered columns and an extra one": (
+            "note,y,id\n" + "\n".join(f"n,{3 * x + 1},{rid}" for rid, x in rows) + "\n"
+        ).encode(),
+        "valid, shuffled ids": ("id,y\n" + "\n".join(reversed(body)) + "\n").encode(),
+        "valid, no final newline, blank lines": ("id,y\n\n" + "\n".join(body) + "\n\n").encode(),
+        "a row narrower than the header": ("id,y\n" + "\n".join([*body[:-1], ids[-1]]) + "\n").encode(),
+        "a row wider than the header": ("id,y\n" + "\n".join([*body[:-1], body[-1] + ",9"]) + "\n").encode(),
+        "a missing id": ("id,y\n" + "\n".join(body[1:]) + "\n").encode(),
+        "a duplicated id": ("id,y\n" + "\n".join([*body, body[0]]) + "\n").encode(),
+        "an unknown id": ("id,y\n" + "\n".join([*body[:-1], "zzz,1"]) + "\n").encode(),
+        "an empty id and a padded one": ("id,y\n" + "\n".join([",1", f" {body[1]}", *body[2:]]) + "\n").encode(),
+        "text in y": ("id,y\n" + "\n".join([f"{ids[0]},seven", *body[1:]]) + "\n").encode(),
+        "valid, a whitespace-only line (skipped as blank)": ("id,y\n" + "\n".join([*body, " "]) + "\n").encode(),
+        "header only": b"id,y\n",
+        "no y column": ("id,z\n" + "\n".join(body) + "\n").encode(),
+    }
+
+
+def _outcome(spec: TaskSpec, path: Path) -> tuple[str, Any]:
+    try:
+        frame = validate_predictions(spec, path, phase="test")
+    except InvalidOutputError as exc:
+        return "refused", (exc.message, exc.problems)
+    return "valid", frame.astype(str).to_dict("list")
+
+
+@pytest.mark.parametrize("case", sorted(_plain_files([("a", 1), ("b", 2), ("c", 3)])))
+def test_the_arrow_fast_path_gives_the_pandas_paths_outcome(
+    spec: TaskSpec, rows: list[tuple[str, int]], tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every plain file validates (or is refused, with the same words) alike with and without Arrow's reader."""
+    from harness.scoring import predictions
+
+    path = write(tmp_path, _plain_files(rows)[case])
+    fast = _outcome(spec, path)
+    monkeypatch.setattr(predictions, "_read_fast", lambda *_args: None)
+    slow = _outcome(spec, path)
+    assert fast == slow
+    assert fast[0] == ("valid" if case.startswith("valid") else "refused")
