@@ -94,6 +94,7 @@ def coverage_figure(coverage: pd.DataFrame, title: str) -> Figure:
     ax.bar(x - 0.18, coverage["nominal"], width=0.36, color="#c8c8c8", label="nominal")
     ax.bar(x + 0.18, coverage["observed"], width=0.36, color="#4c72b0", label="observed")
     ax.set_xticks(x, [plain_label(str(i)) for i in coverage["interval"]], fontsize=8)
+    ax.set_xlim(-0.7, max(len(coverage), 2) - 0.3)
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of truths inside")
     ax.set_title(plain_label(title), fontsize=10)
