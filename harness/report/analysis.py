@@ -206,13 +206,18 @@ def _label_text(values: pd.Series, int_labels: bool) -> pd.Series:
     return text.where(whole.notna(), values.astype("string"))
 
 
+def _numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns as float64; text that is no number (a run kept under an older spec) becomes NaN, never an error."""
+    return frame.apply(lambda column: pd.to_numeric(column, errors="coerce")).astype("float64")
+
+
 def _target_columns(target: ReviewTarget, true: pd.Series, pred: pd.DataFrame) -> dict[str, pd.Series]:
     """The error columns of one target (see :func:`prediction_errors`), indexed like ``true``."""
     t = target.name
     out: dict[str, pd.Series] = {}
     has_prediction = pred[list(target.columns)].notna().all(axis=1)
     if target.kind == "probabilities":
-        probs = pred[list(target.columns)].astype("float64")
+        probs = _numbers(pred[list(target.columns)])
         out[f"{t}_true"] = _label_text(true, target.int_classes)
         top = probs.fillna(-1.0).to_numpy().argmax(axis=1)
         predicted = pd.Series(np.asarray(target.classes, dtype=object)[top], index=true.index).astype("string")
@@ -228,7 +233,7 @@ def _target_columns(target: ReviewTarget, true: pd.Series, pred: pd.DataFrame) -
         out |= {column: probs[column] for column in target.columns}
         return out
     if target.kind == "quantiles":
-        values = pred[list(target.columns)].astype("float64")
+        values = _numbers(pred[list(target.columns)])
         observed = pd.to_numeric(true, errors="coerce").astype("float64")
         out[f"{t}_true"] = observed
         out |= {column: values[column] for column in target.columns}
