@@ -12,12 +12,17 @@ toolbox those notebooks call, so that what they show is computed by tested code:
 * :mod:`harness.report.artifacts`: :func:`find_baseline_team`, :func:`artifact_links_html`, :func:`resource_table`,
   :func:`log_tail`;
 * :mod:`harness.report.analysis`: error analysis of prediction tasks (:func:`load_predictions`,
-  :func:`load_reference`, :func:`load_test_input`, :func:`default_group_by`, :func:`prediction_errors`,
-  :func:`errors_by_group`). The reference they read is the hidden one: these reports are for judges only.
+  :func:`load_reference`, :func:`load_test_input`, :func:`default_group_by`, :func:`review_targets`,
+  :func:`prediction_errors`, :func:`errors_by_group`). The reference they read is the hidden one: these reports
+  are for judges only.
+* :mod:`harness.report.kinds`: the tables per task kind (:func:`confusion_table`, :func:`class_scores_table`,
+  :func:`reliability_table` for classification; :func:`interval_coverage` for quantile forecasts);
+* :mod:`harness.report.plots`: their plots.
 * :mod:`harness.report.errors`: :class:`ReportError`.
 
 Inside the package, imports run one way: ``errors`` and ``artifacts`` import no sibling; ``tables`` and ``export``
-import ``errors``; ``analysis`` imports ``artifacts``; ``run`` imports ``errors``, ``artifacts`` and ``export``. No
+import ``errors``; ``analysis`` imports ``artifacts``; ``kinds`` imports ``analysis``; ``plots`` imports ``kinds``
+and ``tables``; ``run`` imports ``errors``, ``artifacts`` and ``export``. No
 module imports this ``__init__`` or the ``harness`` root.
 
 Open the executed notebooks in JupyterLab from the project folder (the root must hold both ``reports/`` and the
@@ -31,12 +36,14 @@ from __future__ import annotations
 
 from harness.report.analysis import (
     GROUP_BY_PARAMETER,
+    ReviewTarget,
     default_group_by,
     errors_by_group,
     load_predictions,
     load_reference,
     load_test_input,
     prediction_errors,
+    review_targets,
 )
 from harness.report.artifacts import (
     artifact_link,
@@ -47,6 +54,13 @@ from harness.report.artifacts import (
 )
 from harness.report.errors import ReportError
 from harness.report.export import REMOVE_FROM_HTML_TAG
+from harness.report.kinds import (
+    TOP_CLASS,
+    class_scores_table,
+    confusion_table,
+    interval_coverage,
+    reliability_table,
+)
 from harness.report.run import (
     KERNEL_NAME,
     LEADERBOARD_NOTEBOOK,
@@ -76,14 +90,19 @@ __all__ = [
     "NOTEBOOKS_DIR",
     "REMOVE_FROM_HTML_TAG",
     "REVIEW_NOTEBOOK",
+    "TOP_CLASS",
     "ReportError",
     "ReportPaths",
+    "ReviewTarget",
     "artifact_link",
     "artifact_links_html",
+    "class_scores_table",
+    "confusion_table",
     "default_group_by",
     "errors_by_group",
     "find_baseline_team",
     "glue_table",
+    "interval_coverage",
     "load_predictions",
     "load_reference",
     "load_test_input",
@@ -92,7 +111,9 @@ __all__ = [
     "plain_table",
     "prediction_errors",
     "read_glued",
+    "reliability_table",
     "resource_table",
+    "review_targets",
     "runs_by_split_table",
     "style_metric_table",
     "table_records",

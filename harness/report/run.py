@@ -100,8 +100,9 @@ def write_report(
         team: a team to review (all its runs, active or not).
         out_dir: report folder; default ``reports/<task id>`` under the current folder.
         split: test split the leaderboard shows, ``public`` or ``private`` (one of the spec's test splits).
-        group_by: columns of the test input the review's error analysis groups by; default the spec's
-            ``parameters.report_group_by`` (comma-separated) or up to three low-cardinality input columns.
+        group_by: columns of the predict file or of the reference the review's error analysis groups by; default
+            the spec's ``report.group_by`` (else the older ``parameters.report_group_by``, comma-separated) or up to
+            three low-cardinality input columns.
         baseline_team: team marked as the baseline; default the team whose submission is the spec's ``baseline``,
             else a team named ``baseline``.
         link_base: URL prefix for links to run artifacts (``https://host/artifacts``), joined with each artifact's
