@@ -6,17 +6,20 @@ The engine is a fake of the thin layer; wheels come from a local folder of tiny 
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.errors import ImageError
 from harness.images import (
     ALWAYS_PACKAGES,
     LABEL_INPUTS_HASH,
+    LABEL_RESOLVED,
     build_task_image,
     download_wheels,
     image_packages,
@@ -120,6 +123,7 @@ class FakeImages:
             }
         self.builds: list[dict[str, Any]] = []
         self.removed: list[str] = []
+        self.tagged: list[tuple[str, str]] = []
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
         return self.images.get(ref, {})
@@ -149,6 +153,19 @@ class FakeImages:
     def remove_image(self, ref: str) -> None:
         self.removed.append(ref)
 
+    def images_with_labels(self, labels: Mapping[str, str]) -> list[str]:
+        found = {
+            info["Id"]
+            for info in self.images.values()
+            if all(info["Config"]["Labels"].get(k) == v for k, v in labels.items())
+        }
+        return sorted(found)
+
+    def tag_image(self, ref: str, repository: str, tag: str) -> None:
+        (info,) = {i["Id"]: i for i in self.images.values() if i["Id"] == ref}.values()
+        self.images[f"{repository}:{tag}"] = info
+        self.tagged.append((ref, f"{repository}:{tag}"))
+
 
 def _expected_hash() -> str:
     return inputs_hash(BASE_ID, [], render_dockerfile("harness-base/bookworm:1"))
@@ -176,6 +193,28 @@ def test_changed_inputs_rebuild_offline(offline_pip: Path) -> None:
     assert "wheels/ipykernel-99.0-py3-none-any.whl" in build["files"]
     assert any(m.startswith("Step 1/2") for m in messages)
     assert engine.removed == ["sha256:" + "11" * 32]  # the replaced image does not linger untagged
+
+
+def test_a_task_with_the_same_package_set_shares_the_built_image_by_tag(offline_pip: Path, tmp_path: Path) -> None:
+    engine = FakeImages()
+    first = build_task_image(load_spec(FIXTURE_TASK), api=engine, echo=lambda _m: None)
+    other = tmp_path / "other-task"
+    shutil.copytree(FIXTURE_TASK, other)
+    raw = yaml.safe_load((other / "task.yaml").read_text())
+    raw["id"] = "other"
+    (other / "task.yaml").write_text(yaml.safe_dump(raw))
+    second = build_task_image(load_spec(other), api=engine, echo=lambda _m: None)
+    assert len(engine.builds) == 1  # one build for both tasks
+    assert second.reused and second.image_id == first.image_id and second.tag == "harness-task/other:latest"
+    assert engine.tagged == [(first.image_id, "harness-task/other:latest")]
+
+
+def test_the_build_labels_every_installed_version(offline_pip: Path) -> None:
+    engine = FakeImages()
+    build_task_image(load_spec(FIXTURE_TASK), api=engine, echo=lambda _m: None)
+    (build,) = engine.builds
+    assert build["labels"][LABEL_RESOLVED] == "ipykernel==99.0 papermill==99.0"
+    assert "harness-stub/harness/__init__.py" in build["files"]  # the stand-in harness module
 
 
 def test_force_rebuilds_even_when_unchanged(offline_pip: Path) -> None:
