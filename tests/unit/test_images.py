@@ -257,3 +257,41 @@ def test_a_source_only_package_fails_with_a_clear_message(offline_pip: Path) -> 
     assert "no wheel of sdistonly" in message
     assert "source (sdist)" in message
     assert not wheel_cache_dir(["sdistonly"]).exists()
+
+
+# --- save, load and the package list against a fake engine -----------------------------------------------------
+
+
+class FakeImageFiles(FakeImages):
+    """FakeImages plus docker save/load: a saved file is the image's id, loading it restores the tag."""
+
+    def save_image(self, ref: str) -> Iterator[bytes]:
+        yield self.images[ref]["Id"].encode()
+        yield b"|" + ref.encode()
+
+    def load_image(self, data: Any) -> list[dict[str, Any]]:
+        raw = data.read().decode()
+        if "|" not in raw:
+            return [{"error": "invalid tar header"}]
+        image_id, ref = raw.split("|")
+        self.images[ref] = {"Id": image_id, "Config": {"Labels": {LABEL_INPUTS_HASH: "h"}}}
+        return [{"stream": f"Loaded image: {ref}\n"}]
+
+
+def test_save_then_load_restores_the_task_image(offline_pip: Path, tmp_path: Path) -> None:
+    from harness.image_io import load_image_file, sandbox_packages, save_task_image
+
+    engine = FakeImageFiles()
+    spec = load_spec(FIXTURE_TASK)
+    built = build_task_image(spec, api=engine, echo=lambda _m: None)
+    path, size = save_task_image(spec, tmp_path / "image.tar", api=engine)
+    assert size > 0 and sandbox_packages(spec, api=engine) == ("ipykernel==99.0", "papermill==99.0")
+    del engine.images[spec.image_tag]
+    with pytest.raises(ImageError, match="harness image build"):
+        sandbox_packages(spec, api=engine)
+    assert load_image_file(path, api=engine) == [spec.image_tag]
+    assert engine.image_id(spec.image_tag) == built.image_id
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"junk")
+    with pytest.raises(ImageError, match="could not be loaded"):
+        load_image_file(junk, api=engine)

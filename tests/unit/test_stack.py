@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness.image_io import packages_markdown
 from harness.spec import ImageSpec, load_spec
@@ -67,3 +68,47 @@ def test_the_package_page_lists_versions_and_marks_requested_ones() -> None:
     assert "no network" in page
     unbuilt = packages_markdown(spec, None)
     assert "`seaborn==0.13.2`" in unbuilt and "not built" in unbuilt
+
+
+# --- the process sandbox in a task environment, and the verdict it may give -------------------------------------
+
+
+def test_a_task_environment_runs_python_with_only_its_own_paths(tmp_path: Path, monkeypatch: Any) -> None:
+    from harness.sandbox import Limits, RunRequest
+    from harness.sandbox.process import ProcessSandbox
+
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/harness")
+    monkeypatch.setenv("JUPYTER_PATH", "/somewhere/kernels")
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    request = RunRequest(
+        image="ignored",
+        command=("python", "-c", "pass"),
+        output_dir=tmp_path / "out",
+        mounts=(),
+        limits=Limits(time_s=5, memory_mb=64, cpus=1, pids=16, output_mb=1, log_kb=4),
+    )
+    box = ProcessSandbox(python=venv_python)
+    assert box.command(request)[0] == str(venv_python)
+    env = box.environment(request, tmp_path / "scratch")
+    assert "PYTHONPATH" not in env and "JUPYTER_PATH" not in env
+    assert env["PYTHONNOUSERSITE"] == "1" and env["PATH"].startswith(str(venv_python.parent))
+    plain = ProcessSandbox().environment(request, tmp_path / "scratch")
+    assert plain["PYTHONPATH"] == "/somewhere/harness"  # the harness's own Python keeps its environment
+    assert ProcessSandbox().command(request)[0] == sys.executable
+
+
+def test_a_check_with_caveats_never_says_the_plain_pass() -> None:
+    import pandas as pd
+
+    from harness.selfcheck import CAVEAT_NETWORK, CheckResult
+    from harness.status import Status
+
+    metrics = pd.DataFrame({"value": [1.5], "goal": ["minimize"], "primary": [True]}, index=["mae"])
+    plain = CheckResult(task_id="t", submission="s", status=Status.SUCCEEDED, metrics=metrics)
+    assert plain.verdict.startswith("PASS: this submission would be scored")
+    hedged = CheckResult(
+        task_id="t", submission="s", status=Status.SUCCEEDED, metrics=metrics, caveats=[CAVEAT_NETWORK]
+    )
+    text = str(hedged)
+    assert "would be scored" not in text and text.index("network use") < text.index("PASS here")
+    assert "network use" in hedged._repr_html_() and "would be scored" not in hedged._repr_html_()
