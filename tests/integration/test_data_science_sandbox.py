@@ -97,9 +97,12 @@ def test_image_packages_lists_the_versions_installed_in_the_image(ds_task: Path)
 def test_the_starter_kit_lists_the_sandbox_packages(ds_task: Path, tmp_path: Path) -> None:
     from harness.starter import write_starter_kit
 
-    (ds_task / "starter").mkdir(exist_ok=True)
-    _notebook(ds_task / "starter" / "solution.ipynb", [CSV_PREDICTIONS])
-    kit = write_starter_kit(ds_task, tmp_path / "kit")
+    task = tmp_path / "task"
+    shutil.copytree(ds_task, task)  # same id: the same image
+    (task / "data" / "public").mkdir(parents=True)
+    (task / "data" / "public" / "train.csv").write_text("id,x,y\nr000,0,1\n")
+    _notebook(task / "starter" / "solution.ipynb", [CSV_PREDICTIONS])
+    kit = write_starter_kit(task, tmp_path / "kit")
     page = (kit / "SANDBOX_PACKAGES.md").read_text(encoding="utf-8")
     assert "| `seaborn` | 0.13.2 | requested |" in page and "harness-task/minimal-ds:latest" in page
     assert "SANDBOX_PACKAGES.md" in (kit / "README.md").read_text(encoding="utf-8")
