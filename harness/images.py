@@ -472,9 +472,12 @@ def build_task_image(
 
 
 def _drop_replaced(api: ImageAPI, previous: Any, image_id: str, tag: str) -> None:
-    """Remove the image ``tag`` named before, unless it is the new one, another tag names it or a container uses
-    it (the engine refuses those: kept, logged)."""
+    """Remove the image ``tag`` named before, unless it is the new one, another tag still names it (another task
+    with the same inputs shares it) or a container uses it (the engine refuses: kept, logged)."""
     if previous and previous != image_id:
+        if api.inspect_image(str(previous)).get("RepoTags"):
+            logger.info("kept the replaced image %s of %s: other tags name it", previous, tag)
+            return
         try:
             api.remove_image(str(previous))
         except Exception as exc:

@@ -126,6 +126,9 @@ class FakeImages:
         self.tagged: list[tuple[str, str]] = []
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
+        if ref.startswith("sha256:"):  # by id: with the tags that name it, as the engine answers
+            tags = [name for name, info in self.images.items() if info["Id"] == ref]
+            return {**self.images[tags[0]], "RepoTags": tags} if tags else {}
         return self.images.get(ref, {})
 
     def image_id(self, ref: str) -> str | None:
@@ -207,6 +210,35 @@ def test_a_task_with_the_same_package_set_shares_the_built_image_by_tag(offline_
     assert len(engine.builds) == 1  # one build for both tasks
     assert second.reused and second.image_id == first.image_id and second.tag == "harness-task/other:latest"
     assert engine.tagged == [(first.image_id, "harness-task/other:latest")]
+
+
+def test_a_rebuild_keeps_the_old_image_while_another_task_shares_it(offline_pip: Path, tmp_path: Path) -> None:
+    engine = FakeImages()
+    shared = build_task_image(load_spec(FIXTURE_TASK), api=engine, echo=lambda _m: None)
+    other = tmp_path / "other-task"
+    shutil.copytree(FIXTURE_TASK, other)
+    raw = yaml.safe_load((other / "task.yaml").read_text())
+    raw["id"] = "other"
+    (other / "task.yaml").write_text(yaml.safe_dump(raw))
+    build_task_image(load_spec(other), api=engine, echo=lambda _m: None)  # tagged: shares the minimal image
+    make_wheel(offline_pip, "tinypkg")
+    raw["image"]["packages"] = ["tinypkg"]
+    (other / "task.yaml").write_text(yaml.safe_dump(raw))
+    engine.build_image = _build_with_id(engine, "sha256:" + "33" * 32)  # type: ignore[method-assign]
+    rebuilt = build_task_image(load_spec(other), api=engine, echo=lambda _m: None)
+    assert rebuilt.image_id != shared.image_id and not rebuilt.reused
+    assert engine.removed == []  # the minimal task still uses the image the other task left
+    assert engine.image_id("harness-task/minimal:latest") == shared.image_id
+
+
+def _build_with_id(engine: FakeImages, image_id: str) -> Any:
+    original = engine.build_image
+
+    def build(context_dir: Path, tag: str, labels: Mapping[str, str], network_mode: str = "none") -> Iterator[Any]:
+        yield from original(context_dir, tag, labels, network_mode)
+        engine.images[tag] = {**engine.images[tag], "Id": image_id}
+
+    return build
 
 
 def test_the_build_labels_every_installed_version(offline_pip: Path) -> None:
