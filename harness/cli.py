@@ -35,7 +35,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 task_app = typer.Typer(help="Task authors: prepare and validate a task.", no_args_is_help=True)
-image_app = typer.Typer(help="Build task images (offline; images are never pulled).", no_args_is_help=True)
+image_app = typer.Typer(
+    help="Build, list, save and load task images (offline; images are never pulled).", no_args_is_help=True
+)
 app.add_typer(task_app, name="task")
 app.add_typer(image_app, name="image")
 
@@ -176,6 +178,48 @@ def image_build(
     built = build_task_image(load_spec(task_dir), base=base, force=force, echo=_echo)
     verb = "reused" if built.reused else "built"
     console.print(f"{verb} image {built.tag} ({built.image_id[:19]}) in {built.duration_s:.1f} s")
+
+
+@image_app.command("packages")
+@handle_errors
+def image_packages_cmd(
+    task_dir: Annotated[Path, typer.Argument(help="Task folder holding task.yaml.")],
+    markdown: Annotated[bool, typer.Option(help="Print the teams' SANDBOX_PACKAGES.md page, not a list.")] = False,
+) -> None:
+    """List the Python packages and versions installed in the task's built image (name==version, one a line)."""
+    from harness.image_io import packages_markdown, sandbox_packages
+    from harness.spec import load_spec
+
+    spec = load_spec(task_dir)
+    resolved = sandbox_packages(spec)
+    typer.echo(packages_markdown(spec, resolved) if markdown else "\n".join(resolved))
+
+
+@image_app.command("save")
+@handle_errors
+def image_save(
+    task_dir: Annotated[Path, typer.Argument(help="Task folder holding task.yaml.")],
+    file: Annotated[Path, typer.Argument(help="Image file to write (a tar archive, as `docker save` writes).")],
+) -> None:
+    """Export the task's image to a file that teams load with `harness image load` (no root, no registry)."""
+    from harness.image_io import save_task_image
+    from harness.spec import load_spec
+
+    spec = load_spec(task_dir)
+    path, size = save_task_image(spec, file)
+    console.print(f"saved image {spec.image_tag} to {path} ({size / 1e6:.1f} MB)")
+
+
+@image_app.command("load")
+@handle_errors
+def image_load(
+    file: Annotated[Path, typer.Argument(help="Image file written by `harness image save`.")],
+) -> None:
+    """Load a task image from a file (`docker load`): what a team does instead of building the image."""
+    from harness.image_io import load_image_file
+
+    for name in load_image_file(file):
+        console.print(f"loaded image {name}")
 
 
 def _home(home: Path | None) -> Path:

@@ -11,13 +11,19 @@ Nothing is pulled and image builds run with network mode ``none``:
    are refused with a clear message: building them would need a compiler and network inside the build.
 3. **Task image.** A two-stage Dockerfile copies the wheels in, creates ``/opt/venv``, installs with
    ``pip install --no-index --find-links``, registers the ``python3`` Jupyter kernel, and copies the venv into a
-   clean stage with the user ``team`` (uid 1000, HOME ``/home/team``). ipykernel and papermill are always
-   installed so notebooks run inside the image.
+   clean stage with the user ``team`` (uid 1000, HOME ``/home/team``). The package list is
+   :func:`harness.stack.task_packages`: ipykernel and papermill (notebooks run inside the image), the task's stack
+   (by default the pinned data-science stack, matplotlib's inline backend included) and the task's own packages.
+   The image also carries a stand-in ``harness`` module whose ``check(...)`` only says that self-checks do nothing
+   in the judges' run, and ``MPLCONFIGDIR=/tmp/matplotlib`` (the root file system is read-only).
 
 The image carries the label :data:`LABEL_INPUTS_HASH`: a sha256 of every input (base image id, sorted package
-list, the recipe: Dockerfile text and :data:`RECIPE_VERSION`). When the task's tag already has that hash, the
-image is reused (seconds, no download); a changed package list, base or recipe rebuilds it. Unpinned packages
-resolve to their newest wheels at build time; the reused image keeps the versions it was built with.
+list, the recipe: Dockerfile text and :data:`RECIPE_VERSION`; not the task's id). When the task's tag already has
+that hash, the image is reused (seconds, no download); when another local image has it (another task with the same
+package set), that image is tagged for this task too, without a second build; a changed package list, base or
+recipe rebuilds it. Unpinned packages resolve to their newest wheels at build time; the reused image keeps the
+versions it was built with, listed in the label :data:`LABEL_RESOLVED` (``name==version`` of every wheel
+installed), which :func:`harness.image_io.sandbox_packages` reads.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +49,7 @@ from harness.errors import ImageError
 from harness.sandbox.docker import DockerAPI
 from harness.settings import DEFAULT_DEBIAN_MIRROR, get_settings
 from harness.spec import TaskSpec
+from harness.stack import ALWAYS_PACKAGES, image_packages, task_packages, write_noop_harness
 
 __all__ = [
     "ALWAYS_PACKAGES",
@@ -57,6 +65,7 @@ __all__ = [
     "image_packages",
     "inputs_hash",
     "render_dockerfile",
+    "resolved_versions",
     "wheel_cache_dir",
 ]
 
@@ -80,20 +89,25 @@ class ImageAPI(Protocol):
 
     def remove_image(self, ref: str) -> None: ...
 
+    def images_with_labels(self, labels: Mapping[str, str]) -> list[str]: ...
+
+    def tag_image(self, ref: str, repository: str, tag: str) -> None: ...
+
 
 #: Version of the image recipe; bump it to rebuild every task image.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 #: Version of the offline base recipe; bump it to bootstrap a new base.
 BASE_RECIPE_VERSION = "1"
 #: Tag of the offline base image.
 BASE_TAG = f"harness-base/bookworm:{BASE_RECIPE_VERSION}"
 #: The ``base`` value meaning "bootstrap a Debian base offline".
 OFFLINE_BASE = "offline"
-#: Packages every task image carries (notebooks run inside the image).
-ALWAYS_PACKAGES = ("ipykernel", "papermill")
 #: Image label holding the content hash of the image's inputs.
 LABEL_INPUTS_HASH = "org.hackathon-harness.image.inputs-hash"
+#: Image label naming the task whose build made the image (other tasks with the same inputs share it).
 LABEL_TASK = "org.hackathon-harness.image.task"
+#: Image label listing every installed distribution as ``name==version``, space-separated, sorted.
+LABEL_RESOLVED = "org.hackathon-harness.image.resolved"
 LABEL_PACKAGES = "org.hackathon-harness.image.packages"
 LABEL_BASE = "org.hackathon-harness.image.base"
 
@@ -109,11 +123,14 @@ _DOCKERFILE = """\
 FROM {base} AS build
 COPY wheels /tmp/harness-wheels
 COPY requirements.txt /tmp/harness-requirements.txt
+COPY harness-stub /tmp/harness-stub
 RUN python3 -m venv /opt/venv \\
  && /opt/venv/bin/python -m pip install --no-index --no-cache-dir --disable-pip-version-check \\
       --find-links /tmp/harness-wheels -r /tmp/harness-requirements.txt \\
  && /opt/venv/bin/python -m ipykernel install --prefix /opt/venv --name python3 --display-name "Python 3 (task)" \\
- && /opt/venv/bin/python -c "import ipykernel, papermill"
+ && cp -r /tmp/harness-stub/harness \\
+      "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/" \\
+ && /opt/venv/bin/python -c "import ipykernel, papermill, harness; harness.check"
 
 FROM {base}
 USER root
@@ -121,6 +138,7 @@ ENV LANG=C.UTF-8 \\
     VIRTUAL_ENV=/opt/venv \\
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PYTHONDONTWRITEBYTECODE=1 \\
+    MPLCONFIGDIR=/tmp/matplotlib \\
     HOME=/home/team
 COPY --from=build /opt/venv /opt/venv
 RUN (getent group 1000 >/dev/null || groupadd -g 1000 team) \\
@@ -155,11 +173,6 @@ def cache_dir() -> Path:
     """Folder for wheels and locks: ``$HARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/hackathon-harness``
     (``~/.cache/hackathon-harness``); see :class:`harness.settings.Settings`."""
     return get_settings().cache_folder()
-
-
-def image_packages(packages: Iterable[str]) -> tuple[str, ...]:
-    """The packages an image installs: the task's plus :data:`ALWAYS_PACKAGES`, stripped, unique, sorted."""
-    return tuple(sorted({p.strip() for p in (*ALWAYS_PACKAGES, *packages) if p.strip()}))
 
 
 def render_dockerfile(base_ref: str) -> str:
@@ -262,6 +275,19 @@ def download_wheels(packages: Iterable[str], *, echo: Echo = print) -> Path:
     except OSError:  # another process completed the same set first
         shutil.rmtree(partial, ignore_errors=True)
     return dest
+
+
+def resolved_versions(wheels: Path) -> tuple[str, ...]:
+    """``name==version`` of every wheel in a folder (what an install from it gives), sorted by name.
+
+    Args:
+        wheels: a folder of ``*.whl`` files (a :func:`download_wheels` folder).
+    """
+    found = {}
+    for wheel in wheels.glob("*.whl"):
+        name, version = wheel.name.split("-")[:2]
+        found[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return tuple(f"{name}=={version}" for name, version in sorted(found.items()))
 
 
 def _tar_chunks(rootfs: Path, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
@@ -379,8 +405,12 @@ def build_task_image(
 ) -> BuiltImage:
     """Build (or reuse) the image of a task, offline.
 
+    An image with the same inputs hash made for another task (the same package set, base and recipe) is tagged
+    :attr:`TaskSpec.image_tag` as well, without building (``reused`` is then ``True``).
+
     Args:
-        spec: the task; its ``image.packages`` are installed, its ``image.base`` is the default base.
+        spec: the task; :func:`harness.stack.task_packages` of its ``image`` are installed, its ``image.base`` is
+            the default base.
         base: override the base: ``"offline"`` or a local image reference such as ``"python:3.11-slim"``.
         force: rebuild even when an image with the same inputs hash exists.
         echo: progress messages (the CLI passes its stderr console).
@@ -398,43 +428,60 @@ def build_task_image(
     api = api or DockerAPI()
     tag = spec.image_tag
     base_ref, base_id = _resolve_base(base or spec.image.base, api, echo)
-    packages = image_packages(spec.image.packages)
+    packages = task_packages(spec.image)
     dockerfile = render_dockerfile(base_ref)
     digest = inputs_hash(base_id, packages, dockerfile)
     lock_dir = cache_dir() / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_dir / f"image-{spec.id}.lock")):
+    with FileLock(str(lock_dir / f"image-{digest[:16]}.lock")), FileLock(str(lock_dir / f"image-{spec.id}.lock")):
         existing = api.inspect_image(tag)
         labels = (existing.get("Config") or {}).get("Labels") or {}
         if existing and labels.get(LABEL_INPUTS_HASH) == digest and not force:
             echo(f"image {tag} is up to date (inputs {digest[:12]}): reused")
             return BuiltImage(tag, str(existing["Id"]), True, time.monotonic() - started)
+        twins = [] if force else api.images_with_labels({LABEL_INPUTS_HASH: digest})
+        if twins:
+            repository, name = tag.rsplit(":", 1)
+            api.tag_image(twins[0], repository, name)
+            echo(f"image {tag}: the same inputs (inputs {digest[:12]}) were built already; tagged, not rebuilt")
+            _drop_replaced(api, existing.get("Id"), twins[0], tag)
+            return BuiltImage(tag, twins[0], True, time.monotonic() - started)
         wheels = download_wheels(packages, echo=echo)
         with tempfile.TemporaryDirectory(prefix="harness-build-") as tmp:
             context = Path(tmp)
             shutil.copytree(wheels, context / "wheels", ignore=shutil.ignore_patterns(".complete"))
             (context / "requirements.txt").write_text("\n".join(packages) + "\n")
             (context / "Dockerfile").write_text(dockerfile)
+            write_noop_harness(context / "harness-stub")
             echo(f"building {tag} from {base_ref} with {len(packages)} package(s), network none")
             image_labels = {
                 LABEL_INPUTS_HASH: digest,
                 LABEL_TASK: spec.id,
                 LABEL_PACKAGES: " ".join(packages),
+                LABEL_RESOLVED: " ".join(resolved_versions(wheels)),
                 LABEL_BASE: base_ref,
             }
             _stream_build(api, context, tag, image_labels, echo)
         image_id = api.image_id(tag)
         if not image_id:
             raise ImageError(f"the build reported success but {tag} does not exist")
-        previous = existing.get("Id")
-        if previous and previous != image_id:
-            try:  # the replaced image lost its tag; drop it unless a container still uses it
-                api.remove_image(str(previous))
-            except Exception as exc:
-                logger.info("kept the replaced image %s of %s: %s", previous, tag, exc)
+        _drop_replaced(api, existing.get("Id"), image_id, tag)
         duration = time.monotonic() - started
         logger.info("built %s (%s) in %.1f s", tag, image_id, duration)
         return BuiltImage(tag, image_id, False, duration)
+
+
+def _drop_replaced(api: ImageAPI, previous: Any, image_id: str, tag: str) -> None:
+    """Remove the image ``tag`` named before, unless it is the new one, another tag still names it (another task
+    with the same inputs shares it) or a container uses it (the engine refuses: kept, logged)."""
+    if previous and previous != image_id:
+        if api.inspect_image(str(previous)).get("RepoTags"):
+            logger.info("kept the replaced image %s of %s: other tags name it", previous, tag)
+            return
+        try:
+            api.remove_image(str(previous))
+        except Exception as exc:
+            logger.info("kept the replaced image %s of %s: %s", previous, tag, exc)
 
 
 def _stream_build(api: ImageAPI, context: Path, tag: str, labels: dict[str, str], echo: Echo) -> None:

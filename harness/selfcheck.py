@@ -8,6 +8,12 @@ in a terminal (rich) and in a notebook (HTML), so a team can call it from a cell
 
     import harness
     harness.check("task", "solution.ipynb")
+
+With ``sandbox="process"`` (no Docker) the notebook runs in a cached virtual environment holding the task's package
+set (:func:`harness.venvs.ensure_task_venv`): an import the judges' image lacks fails here too. What a local process
+cannot check is said in :attr:`CheckResult.caveats`, printed before the verdict, and the verdict is then qualified:
+the process sandbox never prints the unqualified ``PASS: this submission would be scored``. Network use is always
+such a caveat; when no environment can be made, imports outside the task's packages are one too.
 """
 
 from __future__ import annotations
@@ -23,12 +29,25 @@ import pandas as pd
 
 from harness.errors import HarnessError, SubmissionError
 from harness.pipeline import RunRecord, evaluate_opened
+from harness.sandbox import Sandbox
 from harness.spec import TaskSpec, load_spec
 from harness.status import Status
 from harness.submission import open_submission
 from harness.text import visible
 
-__all__ = ["WARN_FRACTION", "CheckResult", "check"]
+__all__ = ["CAVEAT_IMPORTS", "CAVEAT_NETWORK", "WARN_FRACTION", "CheckResult", "check"]
+
+#: Caveat of every process-sandbox check: it cannot block the network.
+CAVEAT_NETWORK = (
+    "network use: the process sandbox does not block the network, the judges' sandbox has none (a download or an "
+    "online read that worked here fails there; the data is in input_dir)"
+)
+#: Caveat of a process-sandbox check without the task's environment.
+CAVEAT_IMPORTS = (
+    "imports outside the task's packages: no environment with the task's package set could be made ({why}), so "
+    "the notebook ran with this machine's Python and packages; a package the judges' sandbox lacks, or another "
+    "version of one, is not detected"
+)
 
 #: Resource use above this fraction of a limit gives a warning (0.8 = 80 %).
 WARN_FRACTION = 0.8
@@ -62,6 +81,8 @@ class CheckResult:
         resources: DataFrame indexed by resource (``time_s``, ``memory_mb``) with columns ``used``, ``limit``
             (float64) and ``share`` (used / limit, float64; NaN when unknown).
         warnings: resource warnings (above :data:`WARN_FRACTION` of a limit) and notes from opening.
+        caveats: differences from the judges' sandbox this check could not rule out (process sandbox), one
+            sentence each; printed before the verdict, and a success is then not an unqualified PASS.
         artifacts_dir: folder with log.txt, executed.ipynb (notebooks) and output/.
         record: the full run record.
     """
@@ -76,6 +97,7 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
     artifacts_dir: str = ""
     record: RunRecord | None = None
+    caveats: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -90,8 +112,18 @@ class CheckResult:
             score = ""
             if not primary.empty:
                 score = f"; validation {primary.index[0]} = {primary['value'].iloc[0]:.4g}"
+            if self.caveats:
+                return (
+                    f"PASS here, with {len(self.caveats)} difference(s) from the judges' sandbox unchecked (see above)"
+                    f"{score}: check with --sandbox docker before you rely on it"
+                )
             return f"PASS: this submission would be scored{score}"
         return f"FAIL ({self.status}): {visible(self.reason)}"
+
+    def _caveat_lines(self) -> list[str]:
+        if not self.caveats:
+            return []
+        return ["not checked here (process sandbox):"] + [f"  - {c}" for c in self.caveats]
 
     @property
     def hint(self) -> str:
@@ -108,7 +140,7 @@ class CheckResult:
         return lines
 
     def __str__(self) -> str:
-        lines = [self.verdict]
+        lines = [*self._caveat_lines(), self.verdict]
         if not self.metrics.empty:
             lines.append("metrics (validation split):")
             lines += [f"  {name}: {row['value']:.6g} ({row['goal']})" for name, row in self.metrics.iterrows()]
@@ -129,7 +161,8 @@ class CheckResult:
         from rich.table import Table
         from rich.text import Text
 
-        parts: list[Any] = [Text(self.verdict, style="bold green" if self.ok else "bold red")]
+        parts: list[Any] = [Text(line, style="yellow") for line in self._caveat_lines()]
+        parts.append(Text(self.verdict, style="bold green" if self.ok and not self.caveats else "bold red"))
         if not self.metrics.empty:
             table = Table(title="metrics (validation split)", title_justify="left")
             for column in ("metric", "value", "goal"):
@@ -150,7 +183,14 @@ class CheckResult:
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.ok else "#cf222e"
-        out = [f'<div><p style="color:{colour};font-weight:bold">{html.escape(self.verdict)}</p>']
+        out = ["<div>"]
+        if self.caveats:
+            out.append(
+                "<p><b>not checked here (process sandbox)</b></p><ul>"
+                + "".join(f"<li>{html.escape(c)}</li>" for c in self.caveats)
+                + "</ul>"
+            )
+        out.append(f'<p style="color:{colour};font-weight:bold">{html.escape(self.verdict)}</p>')
         if not self.metrics.empty:
             out.append("<p><b>metrics (validation split)</b></p>" + self.metrics.to_html())
         if self.problems:
@@ -215,7 +255,8 @@ def check(
         task_dir: the task folder (holding task.yaml), e.g. the ``task/`` folder of a starter kit.
         submission: a folder, .zip, .tar.gz or .ipynb.
         sandbox: ``docker`` (default; the judges' sandbox) or ``process`` (a local subprocess with time and memory
-            limits, for laptops without Docker; it does not isolate).
+            limits in a cached environment of the task's packages, for laptops without Docker; it does not isolate,
+            and says what it could not check in :attr:`CheckResult.caveats`).
         artifacts_dir: where to keep the log, the executed notebook and the outputs (default: a fresh folder under
             ``./.harness/check/``; it is replaced on each check of the same content). A folder given here must be
             new, empty, or one an earlier check made (it is replaced): a folder of the team's own is never deleted.
@@ -246,7 +287,12 @@ def check(
             )
         target = Path(artifacts_dir) if artifacts_dir else Path(".harness") / "check" / opened.content_hash[:12]
         target = _fresh_artifacts_dir(target.resolve())
-        record = evaluate_opened(spec, opened, phase="validation", artifacts_dir=target, sandbox=sandbox)
+        runner, caveats = _sandbox_for(spec, sandbox)
+        try:
+            record = evaluate_opened(spec, opened, phase="validation", artifacts_dir=target, sandbox=runner)
+        finally:
+            if not isinstance(runner, str):
+                runner.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     resources, warnings = _resources(spec, record)
@@ -262,7 +308,30 @@ def check(
         warnings=warnings + [f"note: {n}" for n in record.notes],
         artifacts_dir=record.artifacts_dir,
         record=record,
+        caveats=caveats,
     )
+
+
+def _sandbox_for(spec: TaskSpec, sandbox: str) -> tuple[str | Sandbox, list[str]]:
+    """The sandbox a check runs in, and the differences from the judges' it leaves unchecked."""
+    if sandbox != "process":
+        return sandbox, []
+    from harness.errors import ImageError
+    from harness.sandbox.process import ProcessSandbox
+    from harness.venvs import ensure_task_venv
+
+    try:
+        python = ensure_task_venv(spec, echo=_progress)
+    except (ImageError, OSError) as exc:
+        why = str(exc).splitlines()[0][:300]
+        return ProcessSandbox(), [CAVEAT_IMPORTS.format(why=why), CAVEAT_NETWORK]
+    return ProcessSandbox(python=python), [CAVEAT_NETWORK]
+
+
+def _progress(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
 
 
 #: Marks a folder a self-check made, so that the next check of the same content may replace it.

@@ -254,9 +254,15 @@ class ImageSpec(_Strict):
     ``base``: ``"offline"`` (a Debian bookworm rootfs made with debootstrap and ``docker import``; no registry
     needed) or an image reference such as ``"python:3.11-slim"`` that must already be present locally.
     ipykernel and papermill are always added so notebooks run inside the image.
+
+    ``stack``: the package set under the task's own: ``"data-science"`` (default: the pinned stack student notebooks
+    import, matplotlib with the inline backend, seaborn, scipy, statsmodels, scikit-learn, pandas, numpy, pyarrow;
+    see :data:`harness.stack.DATA_SCIENCE_STACK`) or ``"none"`` (only ``packages``). A package named in
+    ``packages`` replaces the stack's pin of the same project.
     """
 
     base: str = "offline"
+    stack: Literal["data-science", "none"] = "data-science"
     packages: tuple[str, ...] = ()
 
 

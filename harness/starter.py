@@ -3,6 +3,7 @@
 A kit is a folder::
 
     README.md         the task's README for teams, plus how to self-check
+    SANDBOX_PACKAGES.md  the Python packages and versions of the judges' sandbox, generated from the task image
     solution.ipynb    the template notebook (a cell tagged ``parameters``)
     data/             the public data (labelled train and validation data, extra tables)
     task/             a self-contained task folder for ``harness check``: task.yaml, the evaluator, the
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from harness.errors import SpecError
-from harness.spec import SPEC_FILE, load_spec
+from harness.errors import HarnessError, SpecError
+from harness.image_io import PACKAGES_FILE, packages_markdown, sandbox_packages
+from harness.spec import SPEC_FILE, TaskSpec, load_spec
 
 __all__ = ["write_starter_kit"]
 
@@ -40,12 +42,18 @@ You need the `harness` command: install the harness package your organisers name
 for the judges' sandbox. Run the commands below in this kit's folder.
 
 ```bash
-harness image build task                 # once: builds the task's sandbox image (needs Docker; no download of images)
+harness image load task-image.tar        # once: the image file your organisers hand out (no root needed), or
+harness image build task                 # once: build the image yourself (needs root the first time, for its base)
 harness check task solution.ipynb        # or a folder / .zip with main.py
 ```
 
+The sandbox has exactly the Python packages listed in `SANDBOX_PACKAGES.md`, and no network: nothing can be
+installed or downloaded at run time.
+
 No Docker on your laptop? `harness check task solution.ipynb --sandbox process` runs the same steps in a local
-process with the time and memory limits, but without isolation. From a notebook cell:
+process with the time and memory limits, in a virtual environment with the sandbox's packages (made once and
+cached), but without isolation and with your network: it lists what it could not check before its verdict.
+From a notebook cell:
 
 ```python
 import harness
@@ -53,7 +61,8 @@ harness.check("task", "solution.ipynb")
 ```
 
 A `PASS` line means the judges' run would score your submission. Keep the cell tagged `parameters` in your
-notebook: the harness sets `input_dir` and `output_dir` there.
+notebook: the harness sets `input_dir` and `output_dir` there. A `harness.check(...)` cell left in a submission is
+harmless: in the judges' run it only prints that self-checks do nothing there.
 """
 
 
@@ -67,6 +76,15 @@ def _contains_copy_of(folder: Path, secret: Path) -> bool:
             if path.read_bytes() == content:
                 return True
     return False
+
+
+def _built_packages(spec: TaskSpec) -> tuple[str, ...] | None:
+    """The task image's ``name==version`` list, or ``None`` (logged) when there is no engine or no built image."""
+    try:
+        return sandbox_packages(spec)
+    except HarnessError as exc:  # no engine, no image: the page lists the requirements instead
+        log.warning("the kit's %s lists the task's requirements, not the image's versions: %s", PACKAGES_FILE, exc)
+        return None
 
 
 def write_starter_kit(task_dir: str | Path, dest: str | Path) -> Path:
@@ -104,6 +122,7 @@ def write_starter_kit(task_dir: str | Path, dest: str | Path) -> Path:
         readme = spec.task_dir / "README.md"
         text = readme.read_text(encoding="utf-8") if readme.is_file() else f"# {spec.title}\n\n{spec.description}\n"
         (staging / "README.md").write_text(text.rstrip() + _SELF_CHECK, encoding="utf-8")
+        (staging / PACKAGES_FILE).write_text(packages_markdown(spec, _built_packages(spec)), encoding="utf-8")
         shutil.copytree(template, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         shutil.copytree(spec.public_dir, staging / "data")
 

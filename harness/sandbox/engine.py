@@ -225,6 +225,27 @@ class DockerAPI:
         with contextlib.suppress(docker.errors.NotFound):
             self.client.remove_image(ref)
 
+    def images_with_labels(self, labels: Mapping[str, str]) -> list[str]:
+        """Ids of the local images carrying every ``label=value`` given."""
+        with self._errors("list images"):
+            found = self.client.images(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+        return [str(image["Id"]) for image in found]
+
+    def tag_image(self, ref: str, repository: str, tag: str) -> None:
+        """Give a local image the name ``repository:tag`` as well (``docker tag``)."""
+        with self._errors(f"tag {ref} as {repository}:{tag}"):
+            self.client.tag(ref, repository, tag)
+
+    def save_image(self, ref: str) -> Iterator[bytes]:
+        """``docker save`` of a local image: its tar archive as chunks."""
+        with self._errors(f"save {ref}"):
+            yield from self.client.get_image(ref)
+
+    def load_image(self, data: Any) -> list[dict[str, Any]]:
+        """``docker load`` of an image archive (bytes or a binary file); returns the engine's messages."""
+        with self._errors("load an image archive"):
+            return list(self.client.load_image(data))
+
     # -- containers -----------------------------------------------------------------------------------------
     def create_container(self, spec: ContainerSpec) -> str:
         """Create (not start) a container; returns its id."""

@@ -32,8 +32,11 @@ argv element or in a request ``env`` value as a whole path component is replaced
 ``/input``, ``/input/x.csv``, ``--cwd=/submission`` and ``{"input_dir": "/input"}`` (papermill's
 ``--parameters_yaml``) are all mapped; ``/inputs`` or ``/data/input`` are not. ``HARNESS_<TARGET>_DIR``
 variables (``HARNESS_SUBMISSION_DIR``, ``HARNESS_INPUT_DIR``, ``HARNESS_OUTPUT_DIR``) name the host folders,
-as they name the sandbox folders under Docker. An argv[0] of ``python`` or ``python3`` runs the harness's own
-interpreter (``sys.executable``), so papermill and ipykernel are those of the harness's environment. ``HOME``,
+as they name the sandbox folders under Docker. An argv[0] of ``python`` or ``python3`` runs the sandbox's
+interpreter: ``python`` given to :class:`ProcessSandbox` (the task's own environment, :mod:`harness.venvs`; then
+``PYTHONPATH``, ``PYTHONHOME``, ``PYTHONSTARTUP``, ``PYTHONUSERBASE`` and ``JUPYTER_*`` paths are dropped and user
+site-packages disabled, so only that environment's packages import), else the harness's own (``sys.executable``),
+whose packages are then all importable. ``HOME``,
 ``TMPDIR``, ``JUPYTER_RUNTIME_DIR``, ``MPLCONFIGDIR`` and ``IPYTHONDIR`` point into a fresh scratch folder that is
 deleted after the run; the rest of the environment is inherited.
 """
@@ -71,6 +74,9 @@ NOT_ISOLATED_WARNING = (
     "the process sandbox does not isolate: the command ran as a local process with your user's rights "
     "(files, network); only time, memory, output size and logs were limited. Use the docker sandbox for judging."
 )
+
+#: Variables that would let a task environment's Python import from elsewhere.
+_LEAKY_VARIABLES = frozenset({"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE"})
 
 _OOM_PATTERNS = re.compile(
     r"^(\w+\.)*_?\w*MemoryError\b|std::bad_alloc|Cannot allocate memory|out of memory",
@@ -126,6 +132,8 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
     Args:
         work_dir: parent of each run's scratch folder (HOME, TMPDIR); default: the system temp folder.
         poll_interval_s: seconds between output-size checks.
+        python: the interpreter ``python``/``python3`` commands run (a task environment made by
+            :func:`harness.venvs.ensure_task_venv`); default: the harness's own.
 
     Attributes:
         name: ``"process"``.
@@ -134,10 +142,13 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
     name = "process"
     isolated = False
 
-    def __init__(self, *, work_dir: Path | None = None, poll_interval_s: float = 0.25) -> None:
+    def __init__(
+        self, *, work_dir: Path | None = None, poll_interval_s: float = 0.25, python: str | Path | None = None
+    ) -> None:
         super().__init__()
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
         self.poll_interval_s = poll_interval_s
+        self.python = str(python) if python else None
         self._active: set[_ProcessRun] = set()  # runs whose command has not been reaped yet
         self._lock = threading.Lock()
 
@@ -156,13 +167,17 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         mapping = self.path_map(request)
         argv = [map_paths(arg, mapping) for arg in request.command]
         if argv and argv[0] in {"python", "python3"}:
-            argv[0] = sys.executable
+            argv[0] = self.python or sys.executable
         return argv
 
     def environment(self, request: RunRequest, scratch: Path) -> dict[str, str]:
         """The command's environment: inherited, then the policy's variables, then the request's (mapped)."""
         mapping = self.path_map(request)
         env = dict(os.environ)
+        if self.python:  # only the task environment's packages: nothing from the harness's paths or the user's
+            for key in [k for k in env if k in _LEAKY_VARIABLES or k.startswith("JUPYTER_")]:
+                del env[key]
+            env.update(PYTHONNOUSERSITE="1", VIRTUAL_ENV=str(Path(self.python).parent.parent))
         home, tmp = scratch / "home", scratch / "tmp"
         env.update(
             HOME=str(home),
@@ -172,7 +187,7 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
             IPYTHONDIR=str(tmp / "ipython"),
             PYTHONDONTWRITEBYTECODE="1",
             PYTHONUNBUFFERED="1",
-            PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)]),
+            PATH=os.pathsep.join([str(Path(self.python or sys.executable).parent), env.get("PATH", os.defpath)]),
             HARNESS_SANDBOX=self.name,
             HARNESS_OUTPUT_DIR=mapping[request.output_target.rstrip("/")],
         )

@@ -7,6 +7,9 @@
 * ``minimal_task_dir``: the fixture task folder.
 * ``minimal_task`` (session): a prepared copy of it (data built by its prepare.py) in a temporary folder; tests
   that change its task.yaml copy it first.
+* ``ds_task`` (session): a prepared copy of the minimal task with the default data-science stack (id
+  ``minimal-ds``, roomier limits) and its image, built once per session; the NYC task has the same package set,
+  so both share that one image.
 * an autouse check that each test leaves behind no container labelled ``org.hackathon-harness=1`` of this session,
   no output mount or scratch folder of this session, and no child process.
 
@@ -84,6 +87,29 @@ def test_image(docker_api: DockerAPI) -> str:
 
     built = build_task_image(load_spec(MINIMAL_TASK), api=docker_api, echo=lambda _msg: None)
     return built.tag
+
+
+@pytest.fixture(scope="session")
+def ds_task(tmp_path_factory: pytest.TempPathFactory, minimal_task_dir: Path, docker_api: DockerAPI) -> Path:
+    """A prepared copy of the minimal task with the data-science stack, and its image (built once per session)."""
+    import shutil
+
+    import yaml
+
+    from harness.images import build_task_image
+    from harness.spec import load_spec
+    from harness.tasks import prepare_task
+
+    folder = tmp_path_factory.mktemp("task") / "minimal-ds"
+    shutil.copytree(minimal_task_dir, folder, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    raw = yaml.safe_load((folder / "task.yaml").read_text())
+    raw["id"] = "minimal-ds"
+    raw["image"] = {"packages": []}  # the default stack: data-science
+    raw["limits"].update(time_s=180, memory_mb=1024, pids=128)
+    (folder / "task.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    prepare_task(folder, echo=lambda _msg: None)
+    build_task_image(load_spec(folder), api=docker_api, echo=lambda _msg: None)
+    return folder
 
 
 def _session_containers(api: DockerAPI) -> set[str]:

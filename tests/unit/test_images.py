@@ -6,17 +6,20 @@ The engine is a fake of the thin layer; wheels come from a local folder of tiny 
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.errors import ImageError
 from harness.images import (
     ALWAYS_PACKAGES,
     LABEL_INPUTS_HASH,
+    LABEL_RESOLVED,
     build_task_image,
     download_wheels,
     image_packages,
@@ -120,8 +123,12 @@ class FakeImages:
             }
         self.builds: list[dict[str, Any]] = []
         self.removed: list[str] = []
+        self.tagged: list[tuple[str, str]] = []
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
+        if ref.startswith("sha256:"):  # by id: with the tags that name it, as the engine answers
+            tags = [name for name, info in self.images.items() if info["Id"] == ref]
+            return {**self.images[tags[0]], "RepoTags": tags} if tags else {}
         return self.images.get(ref, {})
 
     def image_id(self, ref: str) -> str | None:
@@ -148,6 +155,19 @@ class FakeImages:
 
     def remove_image(self, ref: str) -> None:
         self.removed.append(ref)
+
+    def images_with_labels(self, labels: Mapping[str, str]) -> list[str]:
+        found = {
+            info["Id"]
+            for info in self.images.values()
+            if all(info["Config"]["Labels"].get(k) == v for k, v in labels.items())
+        }
+        return sorted(found)
+
+    def tag_image(self, ref: str, repository: str, tag: str) -> None:
+        (info,) = {i["Id"]: i for i in self.images.values() if i["Id"] == ref}.values()
+        self.images[f"{repository}:{tag}"] = info
+        self.tagged.append((ref, f"{repository}:{tag}"))
 
 
 def _expected_hash() -> str:
@@ -176,6 +196,57 @@ def test_changed_inputs_rebuild_offline(offline_pip: Path) -> None:
     assert "wheels/ipykernel-99.0-py3-none-any.whl" in build["files"]
     assert any(m.startswith("Step 1/2") for m in messages)
     assert engine.removed == ["sha256:" + "11" * 32]  # the replaced image does not linger untagged
+
+
+def test_a_task_with_the_same_package_set_shares_the_built_image_by_tag(offline_pip: Path, tmp_path: Path) -> None:
+    engine = FakeImages()
+    first = build_task_image(load_spec(FIXTURE_TASK), api=engine, echo=lambda _m: None)
+    other = tmp_path / "other-task"
+    shutil.copytree(FIXTURE_TASK, other)
+    raw = yaml.safe_load((other / "task.yaml").read_text())
+    raw["id"] = "other"
+    (other / "task.yaml").write_text(yaml.safe_dump(raw))
+    second = build_task_image(load_spec(other), api=engine, echo=lambda _m: None)
+    assert len(engine.builds) == 1  # one build for both tasks
+    assert second.reused and second.image_id == first.image_id and second.tag == "harness-task/other:latest"
+    assert engine.tagged == [(first.image_id, "harness-task/other:latest")]
+
+
+def test_a_rebuild_keeps_the_old_image_while_another_task_shares_it(offline_pip: Path, tmp_path: Path) -> None:
+    engine = FakeImages()
+    shared = build_task_image(load_spec(FIXTURE_TASK), api=engine, echo=lambda _m: None)
+    other = tmp_path / "other-task"
+    shutil.copytree(FIXTURE_TASK, other)
+    raw = yaml.safe_load((other / "task.yaml").read_text())
+    raw["id"] = "other"
+    (other / "task.yaml").write_text(yaml.safe_dump(raw))
+    build_task_image(load_spec(other), api=engine, echo=lambda _m: None)  # tagged: shares the minimal image
+    make_wheel(offline_pip, "tinypkg")
+    raw["image"]["packages"] = ["tinypkg"]
+    (other / "task.yaml").write_text(yaml.safe_dump(raw))
+    engine.build_image = _build_with_id(engine, "sha256:" + "33" * 32)  # type: ignore[method-assign]
+    rebuilt = build_task_image(load_spec(other), api=engine, echo=lambda _m: None)
+    assert rebuilt.image_id != shared.image_id and not rebuilt.reused
+    assert engine.removed == []  # the minimal task still uses the image the other task left
+    assert engine.image_id("harness-task/minimal:latest") == shared.image_id
+
+
+def _build_with_id(engine: FakeImages, image_id: str) -> Any:
+    original = engine.build_image
+
+    def build(context_dir: Path, tag: str, labels: Mapping[str, str], network_mode: str = "none") -> Iterator[Any]:
+        yield from original(context_dir, tag, labels, network_mode)
+        engine.images[tag] = {**engine.images[tag], "Id": image_id}
+
+    return build
+
+
+def test_the_build_labels_every_installed_version(offline_pip: Path) -> None:
+    engine = FakeImages()
+    build_task_image(load_spec(FIXTURE_TASK), api=engine, echo=lambda _m: None)
+    (build,) = engine.builds
+    assert build["labels"][LABEL_RESOLVED] == "ipykernel==99.0 papermill==99.0"
+    assert "harness-stub/harness/__init__.py" in build["files"]  # the stand-in harness module
 
 
 def test_force_rebuilds_even_when_unchanged(offline_pip: Path) -> None:
@@ -218,3 +289,41 @@ def test_a_source_only_package_fails_with_a_clear_message(offline_pip: Path) -> 
     assert "no wheel of sdistonly" in message
     assert "source (sdist)" in message
     assert not wheel_cache_dir(["sdistonly"]).exists()
+
+
+# --- save, load and the package list against a fake engine -----------------------------------------------------
+
+
+class FakeImageFiles(FakeImages):
+    """FakeImages plus docker save/load: a saved file is the image's id, loading it restores the tag."""
+
+    def save_image(self, ref: str) -> Iterator[bytes]:
+        yield self.images[ref]["Id"].encode()
+        yield b"|" + ref.encode()
+
+    def load_image(self, data: Any) -> list[dict[str, Any]]:
+        raw = data.read().decode()
+        if "|" not in raw:
+            return [{"error": "invalid tar header"}]
+        image_id, ref = raw.split("|")
+        self.images[ref] = {"Id": image_id, "Config": {"Labels": {LABEL_INPUTS_HASH: "h"}}}
+        return [{"stream": f"Loaded image: {ref}\n"}]
+
+
+def test_save_then_load_restores_the_task_image(offline_pip: Path, tmp_path: Path) -> None:
+    from harness.image_io import load_image_file, sandbox_packages, save_task_image
+
+    engine = FakeImageFiles()
+    spec = load_spec(FIXTURE_TASK)
+    built = build_task_image(spec, api=engine, echo=lambda _m: None)
+    path, size = save_task_image(spec, tmp_path / "image.tar", api=engine)
+    assert size > 0 and sandbox_packages(spec, api=engine) == ("ipykernel==99.0", "papermill==99.0")
+    del engine.images[spec.image_tag]
+    with pytest.raises(ImageError, match="harness image build"):
+        sandbox_packages(spec, api=engine)
+    assert load_image_file(path, api=engine) == [spec.image_tag]
+    assert engine.image_id(spec.image_tag) == built.image_id
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"junk")
+    with pytest.raises(ImageError, match="could not be loaded"):
+        load_image_file(junk, api=engine)
