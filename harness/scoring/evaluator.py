@@ -37,7 +37,8 @@ class Evaluator:
 
     Subclass it in ``evaluators/<task>.py`` and implement :meth:`score` (``evaluator.mode: predictions``) or
     :meth:`score_output_dir` (``evaluator.mode: output_dir``). Return ``{metric_name: value}`` with exactly the
-    spec's metric names; each value a finite real number. Use scikit-learn's metrics where they exist.
+    spec's metric names; each value a finite real number. Use scikit-learn's metrics where they exist. In
+    ``predictions`` mode, override :meth:`check_predictions` to refuse a whole file with checks of your own.
 
     Attributes:
         spec: the task spec.
