@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import EvaluatorError
-from harness.scoring.kinds import parse_column, truth_columns
+from harness.scoring.kinds import class_values, parse_column, truth_columns
 from harness.spec import TaskSpec
 
 __all__ = ["load_reference"]
@@ -64,6 +64,15 @@ def load_reference(spec: TaskSpec, phase: str) -> pd.DataFrame:
         if problems:
             raise EvaluatorError(f"the {phase} reference {path} is malformed: {'; '.join(problems)}")
         out[target] = values
+    for group in pspec.probabilities:  # also when a label column's truth decided the target's parsing
+        truth = pd.Series(out[group.target])
+        unlisted = (~truth.isin(class_values(group))).to_numpy()
+        if unlisted.any():
+            raise EvaluatorError(
+                f"the {phase} reference {path} holds class {truth[unlisted].iloc[0]!r} in {group.target!r} at id "
+                f"{ids[unlisted].iloc[0]}, which the probabilities for {group.target!r} do not list "
+                f"({list(group.classes)}); add it to classes or fix the reference"
+            )
     split = frame[spec.data.split_column].astype(object)
     unknown = sorted(set(split) - set(spec.splits(phase)))
     if unknown:

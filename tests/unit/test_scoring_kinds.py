@@ -269,6 +269,16 @@ def test_a_reference_class_the_group_does_not_list_is_the_tasks_problem(tmp_path
         load_reference(spec, "test")
 
 
+def test_a_class_unlisted_by_a_group_sharing_a_label_columns_truth_is_refused(tmp_path: Path) -> None:
+    raw = {**PREDICTIONS, "columns": [*PREDICTIONS["columns"]]}
+    raw["columns"].append({"name": "sky", "dtype": "string", "values": [*CLASSES, "snow"], "reference": "weather"})
+    spec = write_city_task(
+        tmp_path / "city", predictions=raw, reference=REFERENCE.assign(weather=["snow"] + ["sun"] * 9)
+    )
+    with pytest.raises(EvaluatorError, match=r"holds class 'snow' in 'weather' at id t01, which the probabilities"):
+        load_reference(spec, "test")
+
+
 def test_a_reference_lacking_a_truth_column_names_it(tmp_path: Path) -> None:
     spec = write_city_task(tmp_path / "city", reference=REFERENCE.drop(columns=["weather"]))
     with pytest.raises(EvaluatorError, match=r"lacks column\(s\) \['weather'\]"):
