@@ -396,7 +396,7 @@ def _check_references(spec: TaskSpec, report: TaskValidationReport) -> dict[str,
 
 
 def _check_inputs(spec: TaskSpec, report: TaskValidationReport, references: dict[str, pd.DataFrame]) -> None:
-    id_col, targets = spec.predictions.id_column, set(spec.target_columns)
+    id_col, targets = spec.predictions.id_column, set(spec.predictions.reference_targets)
     for phase in PHASES:
         name = f"input folder ({phase})"
         folder = spec.input_dir(phase)
@@ -429,7 +429,7 @@ def _check_inputs(spec: TaskSpec, report: TaskValidationReport, references: dict
 
 def _check_hidden_isolated(spec: TaskSpec, report: TaskValidationReport, references: dict[str, pd.DataFrame]) -> None:
     """No file teams can read holds a hidden reference or labels of a phase's rows to predict."""
-    id_col, targets = spec.predictions.id_column, set(spec.target_columns)
+    id_col, targets = spec.predictions.id_column, set(spec.predictions.reference_targets)
     hidden = spec.reference_path("test").resolve()
     visible = {"public": spec.public_dir, **{f"input ({ph})": spec.input_dir(ph) for ph in PHASES}}
     problems: list[str] = []
@@ -481,12 +481,11 @@ def _check_hidden_isolated(spec: TaskSpec, report: TaskValidationReport, referen
 
 
 def _check_self_score(spec: TaskSpec, phase: str, reference: pd.DataFrame, report: TaskValidationReport) -> None:
-    from harness.scoring import score_outputs
+    from harness.scoring import perfect_predictions, score_outputs
 
     name = f"reference vs itself ({phase})"
-    columns = [c.name for c in spec.predictions.columns]
     with tempfile.TemporaryDirectory(prefix="harness-selfscore-") as tmp:
-        reference[columns].to_csv(Path(tmp) / spec.predictions.file, index=False)
+        perfect_predictions(spec, reference).to_csv(Path(tmp) / spec.predictions.file, index=False)
         try:
             scores = score_outputs(spec, Path(tmp), phase)
         except (EvaluatorError, InvalidOutputError) as exc:

@@ -8,6 +8,10 @@ A task author subclasses :class:`Evaluator` and writes one method:
 * or ``score_output_dir(output_dir, reference) -> {metric: float}`` (``evaluator.mode: output_dir``) for tasks
   whose output is not a prediction table. It may raise :class:`~harness.errors.InvalidOutputError` itself.
 
+In ``predictions`` mode an author may also write ``check_predictions(predictions)``, the whole-file hook: called
+once on the whole validated table before any split, it refuses with ``InvalidOutputError(summary, problems)``
+(re-exported here).
+
 The base class owns the rest of the lifecycle: it loads the reference, validates the outputs, splits the reference
 (``public``/``private`` in the test phase, ``validation`` in the validation phase), calls the author's method once
 per split and checks the answer (the spec's metric names exactly, each a finite float).
@@ -22,6 +26,8 @@ limits).
 Modules, each importing only those above it:
 
 * :mod:`~harness.scoring.columns`: one column of strings to its spec dtype (shared by predictions and reference);
+* :mod:`~harness.scoring.kinds`: the checks of labels, probability and quantile groups; the truth columns'
+  specs; :func:`perfect_predictions`;
 * :mod:`~harness.scoring.reference`: :func:`load_reference`;
 * :mod:`~harness.scoring.encoding`: naming the encoding of a prediction file that is not UTF-8;
 * :mod:`~harness.scoring.shape`: a prediction file's header and row widths, in time linear in its bytes;
@@ -33,7 +39,9 @@ Modules, each importing only those above it:
 
 from __future__ import annotations
 
+from harness.errors import InvalidOutputError
 from harness.scoring.evaluator import Evaluator, check_metrics, evaluate_outputs, load_evaluator
+from harness.scoring.kinds import perfect_predictions
 from harness.scoring.predictions import validate_predictions
 from harness.scoring.process import EvaluatorPool, score_outputs
 from harness.scoring.reference import load_reference
@@ -41,10 +49,12 @@ from harness.scoring.reference import load_reference
 __all__ = [
     "Evaluator",
     "EvaluatorPool",
+    "InvalidOutputError",
     "check_metrics",
     "evaluate_outputs",
     "load_evaluator",
     "load_reference",
+    "perfect_predictions",
     "score_outputs",
     "validate_predictions",
 ]

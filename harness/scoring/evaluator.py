@@ -37,7 +37,8 @@ class Evaluator:
 
     Subclass it in ``evaluators/<task>.py`` and implement :meth:`score` (``evaluator.mode: predictions``) or
     :meth:`score_output_dir` (``evaluator.mode: output_dir``). Return ``{metric_name: value}`` with exactly the
-    spec's metric names; each value a finite real number. Use scikit-learn's metrics where they exist.
+    spec's metric names; each value a finite real number. Use scikit-learn's metrics where they exist. In
+    ``predictions`` mode, override :meth:`check_predictions` to refuse a whole file with checks of your own.
 
     Attributes:
         spec: the task spec.
@@ -56,9 +57,11 @@ class Evaluator:
 
         Args:
             predictions: the split's rows, validated and aligned to ``reference`` (row ``i`` predicts reference
-                row ``i``); the spec's prediction columns with their dtypes, index ``0..n-1``.
-            reference: the split's reference rows (the id column, the target columns, the split column),
+                row ``i``); the id column and every ``predictions`` column of the spec (plain, then probability
+                groups' in ``classes`` order, then quantile groups' in ``levels`` order) with their dtypes,
                 index ``0..n-1``.
+            reference: the split's reference rows (the id column, every ``reference_targets`` column: each
+                plain column's ``reference`` and each group's ``target``; the split column), index ``0..n-1``.
 
         Returns:
             ``{metric_name: value}`` for every metric in the spec.
@@ -80,15 +83,34 @@ class Evaluator:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement score_output_dir(output_dir, reference)")
 
+    def check_predictions(self, predictions: pd.DataFrame) -> None:
+        """The author's own checks of the whole prediction table (``predictions`` mode); by default none.
+
+        Called once, after the harness's validation and before any split, for ``harness check`` and ``harness
+        run`` alike, so a team sees the same message whichever rows are public or private: never name a split or
+        count a split's rows in a message.
+
+        Args:
+            predictions: every row of the phase, validated and aligned to the phase's reference (the columns and
+                dtypes :meth:`score` gets), index ``0..n-1``. Do not modify it.
+
+        Raises:
+            InvalidOutputError: the predictions cannot be scored; ``InvalidOutputError(summary, problems)`` with
+                one sentence per problem telling the team what to fix (``from harness.scoring import
+                InvalidOutputError``).
+        """
+
     # -- lifecycle ------------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, dict[str, float]]:
-        """Load, validate, split, score each split and check the metrics.
+        """Load, validate (the harness's checks, then :meth:`check_predictions`, on the whole table), split, score
+        each split and check the metrics.
 
         Returns:
             ``{split: {metric: value}}`` with the splits in the spec's order and the metrics in the spec's order.
 
         Raises:
-            InvalidOutputError: the team's outputs do not match the spec.
+            InvalidOutputError: the team's outputs do not match the spec, or :meth:`check_predictions` refused
+                them.
             EvaluatorError: the reference is unusable, the author's method raised, or it returned malformed
                 metrics.
         """
@@ -107,6 +129,7 @@ class Evaluator:
                 spec, self.output_dir / spec.predictions.file, expected_ids=reference[id_col]
             )
             aligned = predictions.set_index(id_col).reindex(pd.Index(reference[id_col], name=id_col)).reset_index()
+            self._run_check_predictions(aligned)
         results: dict[str, dict[str, float]] = {}
         for split, mask in masks.items():
             ref = reference[mask].reset_index(drop=True)
@@ -127,6 +150,19 @@ class Evaluator:
             results[split] = check_metrics(spec, raw, split=split)
         logger.debug("scored %s (%s) in %.2f s", spec.id, self.phase, time.perf_counter() - started)
         return results
+
+    def _run_check_predictions(self, aligned: pd.DataFrame) -> None:
+        """Call :meth:`check_predictions` on a copy of the whole table; anything but a harness error raised is
+        the evaluator's fault."""
+        try:
+            self.check_predictions(aligned.copy())
+        except (HarnessError, MemoryError):
+            raise
+        except Exception as exc:
+            raise EvaluatorError(
+                f"evaluator {type(self).__name__} raised {type(exc).__name__} in check_predictions: {exc}",
+                traceback.format_exc(),
+            ) from exc
 
 
 #: Predictions larger than this (about 1.3e154) make squares, and sums of many, overflow float64.
@@ -152,7 +188,7 @@ def _refuse_overflowing(spec: TaskSpec, predictions: pd.DataFrame, raw: object, 
     if not broken:
         return
     id_col = spec.predictions.id_column
-    for column in spec.predictions.columns:
+    for column in spec.predictions.all_columns:
         if column.name == id_col or column.dtype not in ("float", "int"):
             continue
         values = predictions[column.name].to_numpy(dtype="float64")

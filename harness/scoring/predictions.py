@@ -23,8 +23,9 @@ import pandas as pd
 
 from harness.errors import InvalidOutputError
 from harness.sandbox.output import entry_kind
-from harness.scoring.columns import _are, _clip, _fmt, _parse_column, _plural
+from harness.scoring.columns import _are, _clip, _fmt, _plural
 from harness.scoring.encoding import eight_bit_encoding, wide_encoding
+from harness.scoring.kinds import check_groups, parse_column
 from harness.scoring.reference import load_reference
 from harness.scoring.shape import Header, read_header, scan_rows
 from harness.spec import TaskSpec
@@ -58,7 +59,7 @@ _MAGIC: Final = (
 
 
 def _how_to_write(spec: TaskSpec) -> str:
-    cols = ", ".join(repr(c.name) for c in spec.predictions.columns)
+    cols = ", ".join(repr(c.name) for c in spec.predictions.all_columns)
     return f"write it with pandas: df[[{cols}]].to_csv(output_dir / {spec.predictions.file!r}, index=False)"
 
 
@@ -211,11 +212,12 @@ def validate_predictions(
     """Check a team's prediction file against the spec's schema and return it parsed.
 
     The file must be UTF-8 CSV (a BOM and CRLF line ends are tolerated) with a header row naming every column of
-    ``spec.predictions.columns``; extra columns are ignored (not parsed), up to
-    :data:`~harness.scoring.shape.MAX_COLUMNS` columns in all. It is refused before parsing when larger than
-    ``predictions.max_mb``, and symbolic links are not followed. Every problem found is reported, not just the
-    first. Time is linear in the file's bytes whatever its shape (many columns or rows, long fields, many ids);
-    a file in UTF-16 or an 8-bit code page is refused naming the encoding it looks like.
+    ``spec.predictions.all_columns`` (plain columns, then the probability and quantile groups'); extra columns
+    are ignored (not parsed), up to :data:`~harness.scoring.shape.MAX_COLUMNS` columns in all. It is refused
+    before parsing when larger than ``predictions.max_mb``, and symbolic links are not followed. Every problem
+    found is reported, not just the first. Time is linear in the file's bytes whatever its shape (many columns or
+    rows, long fields, many ids); a file in UTF-16 or an 8-bit code page is refused naming the encoding it looks
+    like.
 
     Args:
         spec: the task spec.
@@ -226,15 +228,18 @@ def validate_predictions(
             ``expected_ids`` is not given.
 
     Returns:
-        One row per line of the file, in file order, with exactly the spec's columns in spec order; dtypes:
-        ``string`` -> pandas text (``str``) for the id column, object (str) for others, ``int`` -> int64, ``float`` ->
-        float64 (all finite), ``bool`` -> object (bool).
+        One row per line of the file, in file order, with exactly the spec's ``all_columns`` in that order;
+        dtypes: ``string`` -> pandas text (``str``) for the id column, object (str) for others, ``int`` -> int64,
+        ``float`` -> float64 (all finite), ``bool`` -> object (bool); a label column (``values``) int64 or object
+        (str), each value one of the allowed labels.
 
     Raises:
         InvalidOutputError: the file is missing, empty, too large, not CSV, not UTF-8, has more than
             ``MAX_COLUMNS`` columns or a row wider than its header, is header only, lacks a column, or has
-            missing/duplicate/unknown ids, values of the wrong type, NaN or inf. ``problems`` holds one sentence
-            per problem with counts, the first offending id and the column name.
+            missing/duplicate/unknown ids, values of the wrong type, NaN or inf, a label outside its allowed set
+            (or not written exactly, unless ``coerce``), a value outside its bounds, probabilities whose row does
+            not sum to 1 within the group's tolerance, or crossing quantiles. ``problems`` holds one sentence per
+            problem with counts, the first offending id, its value and the column name.
         EvaluatorError: ``phase`` is given and its reference cannot be read (a task problem).
     """
     path = Path(path)
@@ -245,7 +250,7 @@ def validate_predictions(
         raise InvalidOutputError(f"{name} is empty", [f"{name} is empty ({len(data)} bytes); {_how_to_write(spec)}"])
     _sniff_text(data, name, spec)
     header = read_header(data, name)
-    required = [c.name for c in pspec.columns]
+    required = [c.name for c in pspec.all_columns]
     unique_names = len(set(header.names)) == len(header.names)
     duplicated = [] if unique_names else sorted(h for h, n in Counter(header.names).items() if n > 1)
     if duplicated:
@@ -300,12 +305,16 @@ def validate_predictions(
     ids_for_messages = (
         frame[id_col] if id_col in frame.columns else pd.Series([f"(row {i + 1})" for i in range(len(frame))])
     )
-    for column in pspec.columns:
+    refused = set(absent)
+    for column in pspec.all_columns:
         if column.name == id_col or column.name not in frame.columns:
             continue
-        values, col_problems = _parse_column(column, frame[column.name], ids_for_messages, name)
+        values, col_problems = parse_column(column, frame[column.name], ids_for_messages, name)
         problems += col_problems
         out[column.name] = values
+        if col_problems:
+            refused.add(column.name)
+    problems += check_groups(pspec, out, ids_for_messages, skip=frozenset(refused))
     if problems:
         summary = f"{name} is invalid ({_plural(len(problems), 'problem')})"
         logger.info("%s: %s", summary, "; ".join(problems))

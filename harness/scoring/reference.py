@@ -1,4 +1,9 @@
-"""Reading a phase's reference file (the truth) as the evaluator sees it; its problems are the task's."""
+"""Reading a phase's reference file (the truth) as the evaluator sees it; its problems are the task's.
+
+The truth columns are named by the spec independently of the prediction columns
+(:attr:`~harness.spec.PredictionSpec.reference_targets`): a probability task's reference holds the true class, never
+a one-hot table.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import EvaluatorError
-from harness.scoring.columns import _parse_column
+from harness.scoring.kinds import class_values, parse_column, truth_columns
 from harness.spec import TaskSpec
 
 __all__ = ["load_reference"]
@@ -21,13 +26,16 @@ def load_reference(spec: TaskSpec, phase: str) -> pd.DataFrame:
         phase: ``validation`` or ``test``.
 
     Returns:
-        One row per id in file order; columns: the id column (object str, or int64 for ``int`` ids), every target
-        column with its spec dtype (float64 / int64 / object), and the split column (object str). Other columns
-        in the file are kept as strings after these.
+        One row per id in file order; columns: the id column (object str, or int64 for ``int`` ids), every
+        ``reference_targets`` column parsed as :func:`~harness.scoring.kinds.truth_columns` says (a label's with
+        the label column's dtype, int64 or object str; a probability group's target with its classes' dtype; a
+        quantile group's target float64; other columns with their spec dtype), and the split column (object
+        str). Other columns in the file are kept as strings after these.
 
     Raises:
         EvaluatorError: the file is missing or lacks a column, has duplicate ids, a non-numeric or missing
-            target, or a split the spec does not declare. These are task problems, not the team's.
+            target, a label outside the allowed values or a class the probability group does not list, or a split
+            the spec does not declare. These are task problems, not the team's.
         ValueError: ``phase`` is not a phase of the spec.
     """
     if phase not in spec.data.references:
@@ -42,7 +50,7 @@ def load_reference(spec: TaskSpec, phase: str) -> pd.DataFrame:
     except (ValueError, OSError, UnicodeError) as exc:
         raise EvaluatorError(f"cannot read the {phase} reference {path}: {exc}") from None
     pspec = spec.predictions
-    needed = [pspec.id_column, *pspec.target_columns, spec.data.split_column]
+    needed = [pspec.id_column, *pspec.reference_targets, spec.data.split_column]
     absent = [c for c in needed if c not in frame.columns]
     if absent:
         raise EvaluatorError(f"the {phase} reference {path} lacks column(s) {absent}; it needs {needed}")
@@ -51,13 +59,20 @@ def load_reference(spec: TaskSpec, phase: str) -> pd.DataFrame:
     out: dict[str, Any] = {pspec.id_column: ids.astype("int64") if id_dtype == "int" else ids.astype(object)}
     if ids.duplicated().any():
         raise EvaluatorError(f"the {phase} reference {path} has duplicate ids, first: {ids[ids.duplicated()].iloc[0]}")
-    for column in pspec.columns:
-        if column.name == pspec.id_column:
-            continue
-        values, problems = _parse_column(column, frame[column.name], ids, path.name)
+    for target, column in truth_columns(pspec).items():
+        values, problems = parse_column(column, frame[target], ids, path.name)
         if problems:
             raise EvaluatorError(f"the {phase} reference {path} is malformed: {'; '.join(problems)}")
-        out[column.name] = values
+        out[target] = values
+    for group in pspec.probabilities:  # also when a label column's truth decided the target's parsing
+        truth = pd.Series(out[group.target])
+        unlisted = (~truth.isin(class_values(group))).to_numpy()
+        if unlisted.any():
+            raise EvaluatorError(
+                f"the {phase} reference {path} holds class {truth[unlisted].iloc[0]!r} in {group.target!r} at id "
+                f"{ids[unlisted].iloc[0]}, which the probabilities for {group.target!r} do not list "
+                f"({list(group.classes)}); add it to classes or fix the reference"
+            )
     split = frame[spec.data.split_column].astype(object)
     unknown = sorted(set(split) - set(spec.splits(phase)))
     if unknown:
