@@ -64,7 +64,7 @@ def check_task_files(spec: TaskSpec, report: TaskValidationReport) -> None:
         report.add(
             "README, starter, baseline",
             "pass",
-            f"{README}, {TEMPLATE_DIR}/{spec.submission.notebook}, baseline {spec.baseline}",
+            f"{README}, {TEMPLATE_DIR}/{spec.submission.notebook}, baseline {spec.baseline!r}",
         )
 
 

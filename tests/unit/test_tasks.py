@@ -14,7 +14,9 @@ from rich.console import Console
 from spec_fixtures import TEST_REFERENCE, toy_raw, write_toy_task
 
 from harness.errors import PrepareError, SpecError
-from harness.tasks import TaskValidationReport, prepare_task, validate_task
+from harness.settings import get_settings
+from harness.spec import load_spec
+from harness.tasks import TaskValidationReport, prepare_environment, prepare_task, summarise_files, validate_task
 
 
 def leftovers(task: Path) -> list[str]:
@@ -104,6 +106,51 @@ def test_prepare_removes_leftovers_of_an_interrupted_prepare(tmp_path: Path) -> 
     assert "removing .data.building-abc123, left by an interrupted prepare" in lines
 
 
+def test_prepare_runs_in_an_isolated_cached_environment_without_the_harness(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task", data=False)
+    with (task / "prepare.py").open("a") as fh:
+        fh.write(
+            "\nimport importlib.util\n"
+            "(out / 'public' / 'env.txt').write_text(f'{sys.prefix}|{importlib.util.find_spec(\"harness\") is None}')\n"
+        )
+    root = prepare_task(task, echo=lambda _: None)
+    prefix, no_harness = (root / "public" / "env.txt").read_text().split("|")
+    env_root = get_settings().cache_folder() / "prepare-envs"
+    assert Path(prefix).parent == env_root  # one environment per package set, shared by every task that has it
+    assert no_harness == "True"  # not the harness's own Python, and PYTHONPATH does not leak in
+    assert prepare_environment(load_spec(task), echo=lambda _: None) == Path(prefix) / "bin" / "python"
+
+
+def test_an_uninstallable_prepare_package_is_named_with_its_spec_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = toy_raw()
+    raw["data"]["prepare_packages"] = ["no-such-harness-test-package==9.9"]
+    task = write_toy_task(tmp_path / "task", raw, data=False)
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # fail fast, offline: no index, an empty folder of wheels
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    with pytest.raises(PrepareError) as info:
+        prepare_task(task, echo=lambda _: None)
+    error = info.value
+    assert error.field == "data.prepare_packages" and error.file.endswith("task.yaml")
+    assert "cannot install package 'no-such-harness-test-package==9.9' for the prepare script" in error.message
+    assert "No matching distribution found for no-such-harness-test-package==9.9" in error.output
+    assert "data.prepare_packages" in str(error)
+    assert list((tmp_path / "cache" / "prepare-envs").glob("*/bin")) == []  # no half-built environment is kept
+    assert not (task / "data").exists()
+
+
+def test_summaries_count_files_per_folder(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    for i in range(1797):
+        (tmp_path / "images" / f"{i}.png").touch()
+    (tmp_path / "test.csv").touch()
+    assert summarise_files(tmp_path) == "1 file (test.csv); images/: 1,797 files"
+    assert summarise_files(tmp_path / "images") == "1,797 files"
+    assert summarise_files(tmp_path / "absent") == "missing"
+
+
 # -- validate --------------------------------------------------------------------------------------------------
 BASELINE = """import csv, os
 from pathlib import Path
@@ -120,7 +167,9 @@ def complete_toy(task: Path, *, slope: float = 1.0) -> Path:
     (predicting ``y = slope * x``). Script submissions only, so no kernel is needed."""
     (task / "README.md").write_text("# Toy delays\n\nPredict y.\n")
     (task / "starter").mkdir()
-    (task / "starter" / "solution.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    (task / "starter" / "solution.ipynb").write_text(
+        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    )
     (task / "baseline").mkdir()
     (task / "baseline" / "main.py").write_text(BASELINE.replace("SLOPE", repr(slope)))
     raw = yaml.safe_load((task / "task.yaml").read_text())
