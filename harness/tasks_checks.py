@@ -141,7 +141,7 @@ def check_references(spec: TaskSpec, report: TaskValidationReport) -> dict[str, 
 def check_inputs(spec: TaskSpec, report: TaskValidationReport, references: dict[str, pd.DataFrame]) -> None:
     """Each input folder's predict file lists exactly the reference's ids and holds no target column; the detail
     counts the folder's files per sub-folder (never one entry per file)."""
-    id_col, targets = spec.predictions.id_column, set(spec.target_columns)
+    id_col, targets = spec.predictions.id_column, set(spec.predictions.reference_targets)
     for phase in PHASES:
         name = f"input folder ({phase})"
         folder = spec.input_dir(phase)
@@ -173,7 +173,7 @@ def check_inputs(spec: TaskSpec, report: TaskValidationReport, references: dict[
 
 def check_hidden_isolated(spec: TaskSpec, report: TaskValidationReport, references: dict[str, pd.DataFrame]) -> None:
     """No file teams can read holds a hidden reference or labels of a phase's rows to predict."""
-    id_col, targets = spec.predictions.id_column, set(spec.target_columns)
+    id_col, targets = spec.predictions.id_column, set(spec.predictions.reference_targets)
     hidden = spec.reference_path("test").resolve()
     visible = {"public": spec.public_dir, **{f"input ({ph})": spec.input_dir(ph) for ph in PHASES}}
     problems: list[str] = []
