@@ -266,7 +266,8 @@ def _check_degenerate(
             try:
                 scores = _score_table(spec, degenerate.predictions, pool)
             except InvalidOutputError as exc:
-                refused.append(f"{degenerate.name} (refused: {exc.message})")
+                said = exc.problems[0] if exc.problems else exc.message
+                refused.append(f"{degenerate.name} (refused: {said if len(said) <= 160 else said[:157] + '...'})")
                 continue
             except EvaluatorError as exc:
                 problems.append(f"the evaluator failed on the degenerate submission '{degenerate.name}': {exc.message}")
