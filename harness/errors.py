@@ -15,6 +15,7 @@ __all__ = [
     "HarnessError",
     "ImageError",
     "InvalidOutputError",
+    "PrepareError",
     "SandboxError",
     "SpecError",
     "StoreError",
@@ -55,6 +56,32 @@ class SpecError(HarnessError):
     def __str__(self) -> str:
         where = ": ".join(part for part in (self.file, self.field) if part)
         return f"{where}: {self.message}" if where else self.message
+
+
+class PrepareError(HarnessError):
+    """Building a task's data failed: its prepare packages cannot be installed, or its prepare script failed.
+
+    Not a :class:`SpecError`: the spec may be valid while a package is missing from every index, or the script
+    raises halfway.
+
+    Args:
+        message: what failed and how to fix it, e.g. ``"cannot install 'nosuchpkg==1.0' ..."``.
+        file: the file at fault (``task.yaml`` for packages, the prepare script for its failure), or ``""``.
+        field: the spec key at fault (``"data.prepare_packages"``, ``"data.prepare"``), or ``""``.
+        output: the last lines of pip's or the script's output, or ``""``.
+    """
+
+    def __init__(self, message: str, file: str = "", field: str = "", output: str = "") -> None:
+        super().__init__(message)
+        self.file = file
+        self.field = field
+        self.output = output
+        self.args = (message, file, field, output)
+
+    def __str__(self) -> str:
+        where = ": ".join(part for part in (self.file, self.field) if part)
+        text = f"{where}: {self.message}" if where else self.message
+        return f"{text}\n{self.output}" if self.output else text
 
 
 class SubmissionError(HarnessError):
@@ -147,5 +174,6 @@ EXIT_CODES: dict[type[HarnessError], int] = {
     SandboxError: 8,
     ImageError: 9,
     StoreError: 10,
+    PrepareError: 11,
     HarnessError: 2,
 }

@@ -1,285 +1,90 @@
 """Task authors' tools: build a task's data (:func:`prepare_task`) and prove a task sound (:func:`validate_task`).
 
-``harness task prepare TASK_DIR`` runs the spec's prepare script into a fresh temporary folder next to the data
-root and swaps it in only when the script succeeded, so a failed or interrupted prepare never leaves half a data
-folder behind. ``harness task validate TASK_DIR`` checks the spec, the prepared data against the spec, that the
-hidden reference cannot reach a sandbox, that the reference scored against itself reaches each metric's best
-value, and runs the spec's baseline submission through the real pipeline on the validation phase.
+``harness task validate TASK_DIR`` checks, in order: the spec loads and the evaluator imports; the README for
+teams, the starter notebook and the baseline exist; the prepared data matches the spec; the hidden reference cannot
+reach a sandbox; the reference scored against itself reaches each metric's best value; the baseline and the
+starter notebook run through the real pipeline on the validation phase and score; every degenerate submission
+(:mod:`harness.tasks_degenerate`) is refused or scores strictly worse than the baseline; and the prepare script is
+deterministic (run twice into fresh folders, same file hashes).
+
+Modules: :mod:`harness.tasks_prepare` (the prepare script and its isolated environment), :mod:`harness.tasks_report`
+(the report), :mod:`harness.tasks_checks` (the data checks), :mod:`harness.tasks_degenerate` (degenerate
+submissions). Their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import math
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from filelock import FileLock
 
 from harness.errors import EvaluatorError, HarnessError, InvalidOutputError, SpecError
 from harness.spec import PHASES, TaskSpec, load_spec
+from harness.starter import TEMPLATE_DIR
 from harness.status import Status
+from harness.tasks_checks import (
+    check_data_present,
+    check_hidden_isolated,
+    check_inputs,
+    check_references,
+    check_task_files,
+)
+from harness.tasks_degenerate import Degenerate, degenerate_submissions, perfect_predictions
+from harness.tasks_prepare import file_hashes, prepare_environment, prepare_task, run_prepare, summarise_files
+from harness.tasks_report import Check, CheckStatus, TaskValidationReport
 
-__all__ = ["Check", "TaskValidationReport", "prepare_task", "validate_task"]
+if TYPE_CHECKING:
+    from harness.scoring import EvaluatorPool
+
+__all__ = [
+    "Check",
+    "CheckStatus",
+    "Degenerate",
+    "TaskValidationReport",
+    "degenerate_submissions",
+    "perfect_predictions",
+    "prepare_environment",
+    "prepare_task",
+    "summarise_files",
+    "validate_task",
+]
 
 logger = logging.getLogger(__name__)
 
 Echo = Callable[[str], Any]
-CheckStatus = Literal["pass", "fail", "warn", "skip"]
 
 #: Metric values within this distance of a metric's ``best`` count as reaching it.
 BEST_TOLERANCE = 1e-9
-_PREPARE_TAIL_LINES = 30
-
-
-# -- prepare ---------------------------------------------------------------------------------------------------
-def _tree_digest(root: Path) -> str:
-    """sha256 over every file's relative path and bytes below ``root`` (sorted; links not followed)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(_sha256(path).encode() + b"\0")
-    return digest.hexdigest()
-
-
-def prepare_task(task_dir: str | Path, echo: Echo = print, *, timeout_s: float | None = None) -> Path:
-    """Build a task's data by running its prepare script, atomically.
-
-    Runs ``python PREPARE OUT`` with the current interpreter, in the task folder, where ``OUT`` is a fresh
-    folder beside the data root. Only when the script exits 0 does ``OUT`` replace the data root; when the new
-    data is byte-identical to the old, the old folder is kept untouched (so a sandbox that has it mounted is not
-    disturbed). A lock file in the temporary folder serialises concurrent prepares of one task; leftovers of an
-    interrupted prepare (``.data.building-*``) are removed under that lock.
-
-    Args:
-        task_dir: the task folder (holding task.yaml).
-        echo: called with each progress line and each line the script prints.
-        timeout_s: stop the script after this many seconds (``None``: no limit).
-
-    Returns:
-        The absolute data root (``spec.data_root``), now holding the prepared data.
-
-    Raises:
-        SpecError: the spec is invalid, the prepare script is missing, fails, or exceeds ``timeout_s``.
-    """
-    spec = load_spec(task_dir)
-    script = spec.prepare_path
-    if not script.is_file():
-        raise SpecError(
-            f"prepare script {spec.data.prepare!r} does not exist (resolved to {script})",
-            str(spec.spec_file),
-            "data.prepare",
-        )
-    root = spec.data_root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # The lock lives beside the data it guards (gitignored with it), not in the system temp folder, so preparing a
-    # task leaves nothing behind elsewhere.
-    with FileLock(str(root.parent / f".{root.name}.prepare.lock")):
-        for stale in (*root.parent.glob(f".{root.name}.building-*"), *root.parent.glob(f".{root.name}.old-*")):
-            echo(f"removing {stale.name}, left by an interrupted prepare")
-            shutil.rmtree(stale, ignore_errors=True)
-        build = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
-        try:
-            build.chmod(0o755)  # mkdtemp makes 0700; sandboxes run as another user and must read the inputs
-            echo(f"preparing {spec.id}: {sys.executable} {spec.data.prepare} {build.name}")
-            started = time.monotonic()
-            _run_prepare(spec, script, build, echo, timeout_s)
-            echo(f"prepare finished in {time.monotonic() - started:.1f} s")
-            if root.is_dir() and _tree_digest(root) == _tree_digest(build):
-                echo(f"the data is unchanged; kept {root}")
-                shutil.rmtree(build)
-                return root
-            old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
-            if root.exists():
-                root.rename(old)
-            build.rename(root)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)
-            raise
-    logger.info("prepared %s into %s", spec.id, root)
-    return root
-
-
-def _run_prepare(spec: TaskSpec, script: Path, out: Path, echo: Echo, timeout_s: float | None) -> None:
-    """Run the prepare script, echoing its output as it comes; kill its process group on timeout or interrupt."""
-    tail: deque[str] = deque(maxlen=_PREPARE_TAIL_LINES)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(out)],
-        cwd=spec.task_dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail.append(line.rstrip("\n"))
-            echo(f"  {line.rstrip()}")
-
-    reader = threading.Thread(target=pump, name="prepare-output", daemon=True)
-    reader.start()
-    try:
-        returncode = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise SpecError(f"{spec.data.prepare} did not finish within {timeout_s:g} s", str(script)) from None
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        reader.join(timeout=5)
-    if returncode != 0:
-        shown = "\n".join(tail)
-        raise SpecError(
-            f"{spec.data.prepare} failed with exit code {returncode}; its last output:\n{shown}", str(script)
-        )
-
-
-# -- validate --------------------------------------------------------------------------------------------------
-@dataclass
-class Check:
-    """One check of :func:`validate_task`.
-
-    Attributes:
-        name: what was checked (``"reference (test)"``).
-        status: ``pass``, ``fail`` (the task is not sound), ``warn`` (worth a look) or ``skip`` (could not run).
-        detail: what was found, or what to fix.
-    """
-
-    name: str
-    status: CheckStatus
-    detail: str = ""
-
-
-@dataclass
-class TaskValidationReport:
-    """What :func:`validate_task` found.
-
-    Attributes:
-        task_dir: the task folder as given.
-        task_id: the spec's id (``None`` when the spec did not load).
-        checks: every check in the order run.
-        scores: ``{label: {split: {metric: value}}}``, e.g. ``{"reference (validation)": {"validation":
-            {"mae": 0.0, ...}}, "baseline (validation)": {...}}``.
-        metrics: ``[(name, label, precision), ...]`` in the spec's order, for rendering.
-    """
-
-    task_dir: Path
-    task_id: str | None = None
-    checks: list[Check] = field(default_factory=list)
-    scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    metrics: list[tuple[str, str, int]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when no check failed (warnings and skips do not fail a task)."""
-        return not any(c.status == "fail" for c in self.checks)
-
-    def add(self, name: str, status: CheckStatus, detail: str = "") -> Check:
-        """Append a check and return it."""
-        check = Check(name, status, detail)
-        self.checks.append(check)
-        return check
-
-    def render(self) -> Any:
-        """A rich renderable: the checks table, the scores table and a verdict line."""
-        from rich.console import Group
-        from rich.table import Table
-        from rich.text import Text
-
-        style = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "yellow"}
-        checks = Table(title=f"harness task validate {self.task_id or self.task_dir}", title_justify="left")
-        checks.add_column("check")
-        checks.add_column("result")
-        checks.add_column("detail", overflow="fold")
-        for check in self.checks:
-            checks.add_row(check.name, Text(check.status, style=style[check.status]), check.detail)
-        parts: list[Any] = [checks]
-        if self.scores:
-            table = Table(title="scores", title_justify="left")
-            table.add_column("run")
-            table.add_column("split")
-            for _, label, _ in self.metrics:
-                table.add_column(label, justify="right")
-            for run, splits in self.scores.items():
-                for split, values in splits.items():
-                    table.add_row(
-                        run,
-                        split,
-                        *(
-                            f"{values[name]:.{precision}f}" if name in values else "-"
-                            for name, _, precision in self.metrics
-                        ),
-                    )
-            parts.append(table)
-        verdict = "task is sound" if self.ok else "task has problems: see the failed checks"
-        parts.append(Text(verdict, style="bold green" if self.ok else "bold red"))
-        return Group(*parts)
-
-    def __str__(self) -> str:
-        lines = [f"{c.status:5} {c.name}: {c.detail}" for c in self.checks]
-        for run, splits in self.scores.items():
-            for split, values in splits.items():
-                lines.append(f"{run} [{split}] " + ", ".join(f"{k}={v:.6g}" for k, v in values.items()))
-        return "\n".join(lines)
-
-
-def _csv_header(path: Path) -> list[str]:
-    try:
-        return [str(c) for c in pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns]
-    except (ValueError, UnicodeError):  # empty or not CSV: carries no labels
-        return []
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _files_below(folder: Path) -> Iterator[Path]:
-    if folder.is_dir():
-        yield from sorted(p for p in folder.rglob("*") if p.is_file())
+#: The phase (and so the split) the baseline, the starter notebook and the degenerate submissions are scored on.
+VALIDATE_PHASE = "validation"
 
 
 def validate_task(task_dir: str | Path, sandbox: str = "docker", echo: Echo = print) -> TaskValidationReport:
-    """Prove a task sound: spec, data, isolation of the hidden reference, evaluator, baseline.
+    """Prove a task sound: spec, files, data, isolation of the hidden reference, evaluator, baseline, starter
+    notebook, degenerate submissions, deterministic prepare.
 
-    Checks, in order: the spec loads; the evaluator imports; the prepared data exists (and matches its
-    ``manifest.json`` when there is one); each phase's reference has the id column, every target column and the
-    split column with exactly the declared splits; each input folder's ``predict_file`` lists the reference's ids
-    and holds no target column; no file teams can read (inputs, public) carries labels of a phase's rows to
-    predict or a copy of the hidden reference, and the hidden reference lies outside them; the reference scored
-    against itself (in the evaluator's own process) reaches each metric's ``best``; the baseline submission runs
-    through :func:`harness.pipeline.evaluate_submission` on the validation phase and is scored.
+    Checks, in order: the spec loads; the evaluator imports; ``README.md``, ``starter/<submission.notebook>`` and
+    the baseline exist; the prepared data exists (and matches its ``manifest.json`` when there is one); each
+    phase's reference has the id column, every target column and the split column with exactly the declared
+    splits; each input folder's ``predict_file`` lists the reference's ids and holds no target column; no file
+    teams can read (inputs, public) carries labels of a phase's rows to predict or a copy of the hidden reference,
+    and the hidden reference lies outside them; the reference scored against itself (in the evaluator's own
+    process) reaches each metric's ``best``; the baseline and the starter notebook run through
+    :func:`harness.pipeline.evaluate_submission` on the validation phase and are scored; each degenerate
+    submission (:func:`harness.tasks_degenerate.degenerate_submissions`) is refused by validation or scores
+    strictly worse than the baseline on the primary metric, on the baseline's splits; the prepare script, run
+    twice into fresh folders, writes the same files with the same hashes.
 
     Args:
         task_dir: the task folder.
-        sandbox: sandbox for the baseline run: ``docker`` or ``process``.
-        echo: called with a progress line before each step.
+        sandbox: sandbox for the baseline and starter runs: ``docker`` or ``process``.
+        echo: called with a progress line before each step (and the prepare script's output).
 
     Returns:
         The report; ``report.ok`` is False when any check failed. It never raises for a task problem: each
@@ -309,185 +114,43 @@ def validate_task(task_dir: str | Path, sandbox: str = "docker", echo: Echo = pr
     except EvaluatorError as exc:
         report.add("evaluator imports", "fail", f"{exc.message}\n{exc.detail}".strip())
         return report
+    check_task_files(spec, report)
 
     echo("checking the prepared data")
-    if not _check_data_present(spec, report):
+    if not check_data_present(spec, report):
         return report
-    references = _check_references(spec, report)
-    _check_inputs(spec, report, references)
-    _check_hidden_isolated(spec, report, references)
+    references = check_references(spec, report)
+    check_inputs(spec, report, references)
+    check_hidden_isolated(spec, report, references)
 
     echo("scoring the reference against itself (in the evaluator's own process)")
     for phase in PHASES:
         if phase in references:
             _check_self_score(spec, phase, references[phase], report)
 
-    echo(f"running the baseline on the validation phase (sandbox: {sandbox})")
-    _check_baseline(spec, sandbox, report, echo)
+    echo(f"running the baseline on the {VALIDATE_PHASE} phase (sandbox: {sandbox})")
+    baseline = _check_run(spec, "baseline", spec.baseline_path, sandbox, report, echo)
+    _check_starter(spec, sandbox, report, echo)
+
+    echo("scoring degenerate submissions")
+    _check_degenerate(spec, references.get(VALIDATE_PHASE), baseline, report)
+
+    echo("running prepare twice to check it is deterministic")
+    _check_deterministic(spec, report, echo)
     return report
 
 
-def _check_data_present(spec: TaskSpec, report: TaskValidationReport) -> bool:
-    hint = f"run `harness task prepare {spec.task_dir}` first"
-    missing = [
-        str(p)
-        for p in (
-            spec.data_root,
-            spec.public_dir,
-            *(spec.input_dir(ph) for ph in PHASES),
-            *(spec.reference_path(ph) for ph in PHASES),
-        )
-        if not p.exists()
-    ]
-    if missing:
-        report.add("data prepared", "fail", f"missing: {', '.join(missing)}; {hint}")
-        return False
-    manifest_path = spec.data_root / "manifest.json"
-    if not manifest_path.is_file():
-        report.add("data prepared", "pass", f"{spec.data_root} (no manifest.json to verify against)")
-        return True
-    try:
-        files = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
-        changed = [
-            name
-            for name, info in files.items()
-            if not (spec.data_root / name).is_file() or _sha256(spec.data_root / name) != info["sha256"]
-        ]
-    except (ValueError, KeyError, TypeError) as exc:
-        report.add("data prepared", "fail", f"manifest.json is malformed ({exc}); {hint}")
-        return False
-    if changed:
-        report.add(
-            "data prepared",
-            "fail",
-            f"{len(changed)} file(s) differ from manifest.json, first: {changed[0]}; {hint} again",
-        )
-        return False
-    report.add("data prepared", "pass", f"{len(files)} files match manifest.json")
-    return True
-
-
-def _check_references(spec: TaskSpec, report: TaskValidationReport) -> dict[str, pd.DataFrame]:
-    from harness.scoring import load_reference
-
-    references: dict[str, pd.DataFrame] = {}
-    for phase in PHASES:
-        name = f"reference ({phase})"
-        try:
-            reference = load_reference(spec, phase)
-        except EvaluatorError as exc:
-            report.add(name, "fail", exc.message)
-            continue
-        counts = reference[spec.data.split_column].value_counts()
-        absent = [s for s in spec.splits(phase) if s not in counts]
-        if absent:
-            report.add(
-                name,
-                "fail",
-                f"no rows of declared split(s) {absent}; data.splits.{phase} declares {list(spec.splits(phase))}",
-            )
-            continue
-        shares = ", ".join(f"{s} {counts[s]:,} ({counts[s] / len(reference):.0%})" for s in spec.splits(phase))
-        report.add(
-            name, "pass", f"{len(reference):,} rows; columns {', '.join(map(str, reference.columns))}; splits: {shares}"
-        )
-        references[phase] = reference
-    return references
-
-
-def _check_inputs(spec: TaskSpec, report: TaskValidationReport, references: dict[str, pd.DataFrame]) -> None:
-    id_col, targets = spec.predictions.id_column, set(spec.predictions.reference_targets)
-    for phase in PHASES:
-        name = f"input folder ({phase})"
-        folder = spec.input_dir(phase)
-        problems: list[str] = []
-        files = [p for p in _files_below(folder)]
-        if spec.data.predict_file:
-            predict = folder / spec.data.predict_file
-            if not predict.is_file():
-                problems.append(f"no {spec.data.predict_file} (data.predict_file)")
-            else:
-                frame = pd.read_csv(predict, dtype=str, keep_default_na=False)
-                leaked = sorted(targets & set(frame.columns))
-                if leaked:
-                    problems.append(f"{spec.data.predict_file} holds target column(s) {leaked}")
-                if id_col not in frame.columns:
-                    problems.append(f"{spec.data.predict_file} lacks the id column {id_col!r}")
-                elif phase in references:
-                    ids, ref_ids = set(frame[id_col]), set(references[phase][id_col].astype(str))
-                    if ids != ref_ids:
-                        problems.append(
-                            f"{spec.data.predict_file} has {len(ids):,} ids, the reference "
-                            f"{len(ref_ids):,}; {len(ref_ids - ids):,} missing, {len(ids - ref_ids):,} "
-                            "extra"
-                        )
-        if problems:
-            report.add(name, "fail", "; ".join(problems))
-        else:
-            report.add(name, "pass", f"{len(files)} files: {', '.join(p.name for p in files)}")
-
-
-def _check_hidden_isolated(spec: TaskSpec, report: TaskValidationReport, references: dict[str, pd.DataFrame]) -> None:
-    """No file teams can read holds a hidden reference or labels of a phase's rows to predict."""
-    id_col, targets = spec.predictions.id_column, set(spec.predictions.reference_targets)
-    hidden = spec.reference_path("test").resolve()
-    visible = {"public": spec.public_dir, **{f"input ({ph})": spec.input_dir(ph) for ph in PHASES}}
-    problems: list[str] = []
-    hidden_hash = _sha256(hidden)
-    test_ids = set(references["test"][id_col].astype(str)) if "test" in references else set()
-    for label, folder in visible.items():
-        real = folder.resolve()
-        if hidden.is_relative_to(real):
-            problems.append(f"the hidden reference {hidden} lies inside {label} ({real})")
-        for path in _files_below(folder):
-            if path.resolve() == hidden or _sha256(path) == hidden_hash:
-                problems.append(f"{path} is a copy of the hidden reference")
-                continue
-            if path.suffix.lower() != ".csv":
-                continue
-            header = set(_csv_header(path))
-            if id_col in header and header & targets and test_ids:
-                ids = set(pd.read_csv(path, usecols=[id_col], dtype=str, keep_default_na=False)[id_col])
-                overlap = ids & test_ids
-                if overlap:
-                    problems.append(
-                        f"{path} holds labels of {len(overlap):,} hidden test rows, e.g. {sorted(overlap)[0]}"
-                    )
-    # The phase's own rows to predict must not be labelled in its own input folder either.
-    for phase in PHASES:
-        if phase not in references:
-            continue
-        ids_to_predict = set(references[phase][id_col].astype(str))
-        for path in _files_below(spec.input_dir(phase)):
-            if path.suffix.lower() != ".csv":
-                continue
-            header = set(_csv_header(path))
-            if id_col in header and header & targets:
-                ids = set(pd.read_csv(path, usecols=[id_col], dtype=str, keep_default_na=False)[id_col])
-                overlap = ids & ids_to_predict
-                if overlap:
-                    problems.append(
-                        f"{path} labels {len(overlap):,} of the {phase} rows to predict, e.g. {sorted(overlap)[0]}"
-                    )
-    if problems:
-        report.add("hidden reference isolated", "fail", "; ".join(dict.fromkeys(problems)))
-    else:
-        report.add(
-            "hidden reference isolated",
-            "pass",
-            f"{spec.data.references['test']} is outside every input and the public folder; no readable "
-            "file labels the rows to predict",
-        )
-
-
 def _check_self_score(spec: TaskSpec, phase: str, reference: pd.DataFrame, report: TaskValidationReport) -> None:
-    from harness.scoring import perfect_predictions, score_outputs
+    from harness.scoring import score_outputs
 
     name = f"reference vs itself ({phase})"
     with tempfile.TemporaryDirectory(prefix="harness-selfscore-") as tmp:
-        perfect_predictions(spec, reference).to_csv(Path(tmp) / spec.predictions.file, index=False)
         try:
+            perfect_predictions(spec, reference).to_csv(Path(tmp) / spec.predictions.file, index=False)
             scores = score_outputs(spec, Path(tmp), phase)
+        except KeyError as exc:
+            report.add(name, "fail", f"cannot write the perfect predictions: {exc.args[0]}")
+            return
         except (EvaluatorError, InvalidOutputError) as exc:
             detail = exc.message if isinstance(exc, EvaluatorError) else str(exc)
             report.add(name, "fail", detail)
@@ -511,38 +174,151 @@ def _check_self_score(spec: TaskSpec, phase: str, reference: pd.DataFrame, repor
         report.add(name, "pass", "every metric reaches its best value on every split")
 
 
-def _check_baseline(spec: TaskSpec, sandbox: str, report: TaskValidationReport, echo: Echo) -> None:
-    name = "baseline (validation)"
-    if spec.baseline_path is None:
-        report.add(name, "warn", "task.yaml names no baseline submission; add `baseline:` to prove the task end to end")
-        return
-    if not spec.baseline_path.exists():
-        report.add(name, "fail", f"the baseline {spec.baseline_path} does not exist (task.yaml: baseline)")
-        return
-    try:
-        from harness.pipeline import evaluate_submission
-    except ImportError as exc:
-        report.add(name, "skip", f"pipeline not available ({exc}); the baseline was not run")
-        return
+def _score_table(spec: TaskSpec, table: pd.DataFrame, pool: EvaluatorPool | None = None) -> dict[str, dict[str, float]]:
+    """Write a prediction table as the spec's file into a temporary folder and score it on the validation phase."""
+    from harness.scoring import score_outputs
+
+    with tempfile.TemporaryDirectory(prefix="harness-validate-score-") as tmp:
+        table.to_csv(Path(tmp) / spec.predictions.file, index=False)
+        return score_outputs(spec, Path(tmp), VALIDATE_PHASE, pool=pool)
+
+
+def _run_submission(
+    spec: TaskSpec, submission: Path, sandbox: str
+) -> tuple[Status, str, dict[str, dict[str, float]], float]:
+    """(status, reason, scores, seconds) of a submission run through the real pipeline on the validation phase."""
+    from harness.pipeline import evaluate_submission
+
     started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="harness-validate-") as tmp:
+        record = evaluate_submission(spec, submission, phase=VALIDATE_PHASE, sandbox=sandbox, work_dir=Path(tmp))
+    scores = {split: dict(values) for split, values in record.scores.items()}
+    return record.status, record.reason, scores, time.monotonic() - started
+
+
+def _check_run(
+    spec: TaskSpec, label: str, submission: Path | None, sandbox: str, report: TaskValidationReport, echo: Echo
+) -> dict[str, dict[str, float]] | None:
+    """Run one submission (the baseline, the starter notebook) and add its check; its scores, or ``None``."""
+    name = f"{label} ({VALIDATE_PHASE})"
+    if submission is None or not submission.exists():
+        report.add(name, "skip", f"no {label} to run (see the check 'README, starter, baseline')")
+        return None
     try:
-        with tempfile.TemporaryDirectory(prefix="harness-validate-") as tmp:
-            record = evaluate_submission(
-                spec, spec.baseline_path, phase="validation", sandbox=sandbox, work_dir=Path(tmp)
-            )
+        status, reason, scores, took = _run_submission(spec, submission, sandbox)
     except HarnessError as exc:
         report.add(name, "fail", f"{type(exc).__name__}: {exc}")
-        return
-    took = time.monotonic() - started
-    scores = record.scores
-    if record.status is not Status.SUCCEEDED:
-        report.add(name, "fail", f"status {record.status}: {record.reason}")
-        return
-    report.scores["baseline (validation)"] = {split: dict(values) for split, values in scores.items()}
-    primary = spec.primary_metric.name
+        return None
+    if status is not Status.SUCCEEDED:
+        report.add(name, "fail", f"status {status}: {reason}")
+        return None
+    report.scores[name] = scores
+    primary = spec.primary_metric
     shown = ", ".join(
-        f"{split}: {primary} {values.get(primary, float('nan')):.{spec.primary_metric.precision}f}"
+        f"{split}: {primary.name} {values.get(primary.name, float('nan')):.{primary.precision}f}"
         for split, values in scores.items()
     )
     report.add(name, "pass", f"succeeded in {took:.1f} s; {shown}")
-    echo(f"baseline scored: {shown}")
+    echo(f"{label} scored: {shown}")
+    return scores
+
+
+def _check_starter(spec: TaskSpec, sandbox: str, report: TaskValidationReport, echo: Echo) -> None:
+    notebook = spec.task_dir / TEMPLATE_DIR / spec.submission.notebook
+    if "notebook" not in spec.submission.kinds:
+        report.add(f"starter notebook ({VALIDATE_PHASE})", "skip", "submission.kinds does not accept notebooks")
+        return
+    echo(f"running the starter notebook {TEMPLATE_DIR}/{spec.submission.notebook} (sandbox: {sandbox})")
+    _check_run(spec, "starter notebook", notebook if notebook.is_file() else None, sandbox, report, echo)
+
+
+def _worse(goal: str, value: float, than: float) -> bool:
+    return value > than if goal == "minimize" else value < than
+
+
+def _check_degenerate(
+    spec: TaskSpec,
+    reference: pd.DataFrame | None,
+    baseline: dict[str, dict[str, float]] | None,
+    report: TaskValidationReport,
+) -> None:
+    """Each degenerate submission is refused, or scores strictly worse than the baseline on the primary metric."""
+    from harness.scoring import EvaluatorPool
+
+    name = "degenerate submissions"
+    if spec.evaluator.mode != "predictions":
+        report.add(name, "skip", "evaluator.mode is output_dir: there is no prediction table to make up")
+        return
+    if reference is None:
+        report.add(name, "skip", f"the {VALIDATE_PHASE} reference did not load")
+        return
+    try:
+        made = degenerate_submissions(spec, reference)
+    except KeyError as exc:
+        report.add(name, "fail", f"cannot make degenerate submissions: {exc.args[0]}")
+        return
+    primary = spec.primary_metric
+    refused: list[str] = []
+    problems: list[str] = []
+    worse: list[str] = []
+    with EvaluatorPool(1) as pool:
+        for degenerate in made:
+            try:
+                scores = _score_table(spec, degenerate.predictions, pool)
+            except InvalidOutputError as exc:
+                said = exc.problems[0] if exc.problems else exc.message
+                refused.append(f"{degenerate.name} (refused: {said if len(said) <= 160 else said[:157] + '...'})")
+                continue
+            except EvaluatorError as exc:
+                problems.append(f"the evaluator failed on the degenerate submission '{degenerate.name}': {exc.message}")
+                continue
+            report.scores[f"degenerate: {degenerate.name}"] = scores
+            if baseline is None:
+                continue
+            for split, base_values in baseline.items():
+                value, base = scores.get(split, {}).get(primary.name), base_values.get(primary.name)
+                if value is None or base is None:
+                    continue
+                shown = f"{primary.name} {value:.{primary.precision}f} on {split}"
+                if _worse(primary.goal, value, base):
+                    worse.append(f"{degenerate.name} ({shown})")
+                else:
+                    problems.append(
+                        f"the degenerate submission '{degenerate.name}' scores {shown}, not worse than the "
+                        f"baseline's {base:.{primary.precision}f}: improve the baseline or the metric"
+                    )
+    if problems:
+        report.add(name, "fail", "; ".join(problems))
+    elif baseline is None:
+        report.add(name, "skip", "no baseline score to compare with; scored: " + ", ".join(d.name for d in made))
+    else:
+        report.add(name, "pass", "; ".join([*refused, *worse]) + "; each refused or worse than the baseline")
+
+
+def _check_deterministic(spec: TaskSpec, report: TaskValidationReport, echo: Echo) -> None:
+    """Run prepare twice into fresh folders; the same files with the same hashes, else the first differing file."""
+    name = "prepare is deterministic"
+    hashes: list[dict[str, str]] = []
+    try:
+        for attempt in (1, 2):
+            with tempfile.TemporaryDirectory(prefix=f"harness-prepare-{attempt}-") as tmp:
+                started = time.monotonic()
+                run_prepare(spec, Path(tmp), lambda _line: None)
+                hashes.append(file_hashes(Path(tmp)))
+                echo(f"prepare run {attempt} finished in {time.monotonic() - started:.1f} s")
+    except HarnessError as exc:
+        report.add(name, "fail", f"{type(exc).__name__}: {exc}")
+        return
+    first, second = hashes
+    differing = sorted(n for n in set(first) | set(second) if first.get(n) != second.get(n))
+    if differing:
+        path = differing[0]
+        how = "differs" if path in first and path in second else "is written by only one of the two runs"
+        report.add(
+            name,
+            "fail",
+            f"{len(differing):,} of {len(set(first) | set(second)):,} files differ between two runs, first: {path} "
+            f"({how}); seed every random choice and sort what you write",
+        )
+    else:
+        report.add(name, "pass", f"two runs wrote the same {len(first):,} files, byte for byte")

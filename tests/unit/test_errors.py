@@ -21,6 +21,7 @@ CASES = [
     errors.InvalidOutputError("predictions.csv is invalid", ["lacks 3 of 10 ids; first missing: a"]),
     errors.EvaluatorError("evaluator exceeded its time limit of 120 s", "Traceback ..."),
     errors.StoreError("another harness run holds the lease"),
+    errors.PrepareError("cannot install package 'nosuchpkg==1.0'", "task.yaml", "data.prepare_packages", "ERROR: ..."),
 ]
 
 
@@ -36,6 +37,7 @@ def test_messages_name_where_the_problem_is() -> None:
     assert str(CASES[1]) == "task.yaml: metrics[1].goal: expected 'minimize' or 'maximize', got 'lower'"
     assert str(CASES[2]) == "team.zip: archive member '../x' leaves the submission folder"
     assert str(CASES[6]).endswith("  - lacks 3 of 10 ids; first missing: a")
+    assert str(CASES[9]) == "task.yaml: data.prepare_packages: cannot install package 'nosuchpkg==1.0'\nERROR: ..."
 
 
 @pytest.mark.parametrize("error", CASES, ids=lambda e: type(e).__name__)

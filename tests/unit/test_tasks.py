@@ -1,4 +1,6 @@
-"""Task authors' tools (harness.tasks) on the toy task: atomic prepare, and validate catching unsound tasks."""
+"""Task authors' tools (harness.tasks) on the toy task: atomic prepare in an isolated environment, and validate
+catching unsound tasks (missing files, leaks, degenerate submissions that score, a prepare that is not
+deterministic)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from rich.console import Console
 from spec_fixtures import TEST_REFERENCE, toy_raw, write_toy_task
 
-from harness.errors import SpecError
-from harness.tasks import TaskValidationReport, prepare_task, validate_task
+from harness.errors import PrepareError, SpecError
+from harness.settings import get_settings
+from harness.spec import load_spec
+from harness.tasks import TaskValidationReport, prepare_environment, prepare_task, summarise_files, validate_task
 
 
 def leftovers(task: Path) -> list[str]:
@@ -66,8 +71,9 @@ def test_failed_prepare_keeps_the_old_data_and_leaves_nothing_behind(
     task = write_toy_task(tmp_path / "task")
     before = sorted(p.relative_to(task) for p in (task / "data").rglob("*"))
     monkeypatch.setenv("TOY_PREPARE_FAIL", "1")
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(PrepareError) as info:  # the script failed, not the spec
         prepare_task(task, echo=lambda _: None)
+    assert info.value.field == "data.prepare"
     assert info.value.message.startswith("prepare.py failed with exit code 3; its last output:")
     assert "something went wrong halfway" in info.value.message
     assert info.value.file.endswith("prepare.py")
@@ -78,7 +84,7 @@ def test_failed_prepare_keeps_the_old_data_and_leaves_nothing_behind(
 def test_prepare_past_its_timeout_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     task = write_toy_task(tmp_path / "task", data=False)
     monkeypatch.setenv("TOY_PREPARE_SLEEP", "30")
-    with pytest.raises(SpecError, match=r"prepare.py did not finish within 1 s"):
+    with pytest.raises(PrepareError, match=r"prepare.py did not finish within 1 s"):
         prepare_task(task, echo=lambda _: None, timeout_s=1)
     assert leftovers(task) == [] and not (task / "data").exists()
 
@@ -100,10 +106,83 @@ def test_prepare_removes_leftovers_of_an_interrupted_prepare(tmp_path: Path) -> 
     assert "removing .data.building-abc123, left by an interrupted prepare" in lines
 
 
+def test_prepare_runs_in_an_isolated_cached_environment_without_the_harness(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task", data=False)
+    with (task / "prepare.py").open("a") as fh:
+        fh.write(
+            "\nimport importlib.util\n"
+            "(out / 'public' / 'env.txt').write_text(f'{sys.prefix}|{importlib.util.find_spec(\"harness\") is None}')\n"
+        )
+    root = prepare_task(task, echo=lambda _: None)
+    prefix, no_harness = (root / "public" / "env.txt").read_text().split("|")
+    env_root = get_settings().cache_folder() / "prepare-envs"
+    assert Path(prefix).parent == env_root  # one environment per package set, shared by every task that has it
+    assert no_harness == "True"  # not the harness's own Python, and PYTHONPATH does not leak in
+    assert prepare_environment(load_spec(task), echo=lambda _: None) == Path(prefix) / "bin" / "python"
+
+
+def test_an_uninstallable_prepare_package_is_named_with_its_spec_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = toy_raw()
+    raw["data"]["prepare_packages"] = ["no-such-harness-test-package==9.9"]
+    task = write_toy_task(tmp_path / "task", raw, data=False)
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # fail fast, offline: no index, an empty folder of wheels
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    with pytest.raises(PrepareError) as info:
+        prepare_task(task, echo=lambda _: None)
+    error = info.value
+    assert error.field == "data.prepare_packages" and error.file.endswith("task.yaml")
+    assert "cannot install package 'no-such-harness-test-package==9.9' for the prepare script" in error.message
+    assert "No matching distribution found for no-such-harness-test-package==9.9" in error.output
+    assert "data.prepare_packages" in str(error)
+    assert list((tmp_path / "cache" / "prepare-envs").glob("*/bin")) == []  # no half-built environment is kept
+    assert not (task / "data").exists()
+
+
+def test_summaries_count_files_per_folder(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    for i in range(1797):
+        (tmp_path / "images" / f"{i}.png").touch()
+    (tmp_path / "test.csv").touch()
+    assert summarise_files(tmp_path) == "1 file (test.csv); images/: 1,797 files"
+    assert summarise_files(tmp_path / "images") == "1,797 files"
+    assert summarise_files(tmp_path / "absent") == "missing"
+
+
 # -- validate --------------------------------------------------------------------------------------------------
+BASELINE = """import csv, os
+from pathlib import Path
+
+inp, out = Path(os.environ["HARNESS_INPUT_DIR"]), Path(os.environ["HARNESS_OUTPUT_DIR"])
+rows = list(csv.DictReader((inp / "test.csv").open()))
+with (out / "predictions.csv").open("w") as fh:
+    fh.write("id,y\\n" + "".join(f"{r['id']},{float(r['x']) * SLOPE}\\n" for r in rows))
+"""
+
+
+def complete_toy(task: Path, *, slope: float = 1.0) -> Path:
+    """Give the toy task what validate asks of every task: a README, a starter notebook and a baseline script
+    (predicting ``y = slope * x``). Script submissions only, so no kernel is needed."""
+    (task / "README.md").write_text("# Toy delays\n\nPredict y.\n")
+    (task / "starter").mkdir()
+    (task / "starter" / "solution.ipynb").write_text(
+        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    )
+    (task / "baseline").mkdir()
+    (task / "baseline" / "main.py").write_text(BASELINE.replace("SLOPE", repr(slope)))
+    raw = yaml.safe_load((task / "task.yaml").read_text())
+    raw["baseline"] = "baseline"
+    raw["submission"] = {"kinds": ["script"]}
+    (task / "task.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return task
+
+
 def test_validate_a_sound_task(tmp_path: Path) -> None:
-    task = write_toy_task(tmp_path / "task")
-    report = validate_task(task, sandbox="process", echo=lambda _: None)
+    task = complete_toy(write_toy_task(tmp_path / "task"))
+    lines: list[str] = []
+    report = validate_task(task, sandbox="process", echo=lines.append)
     assert report.ok, str(report)
     assert check(report, "reference vs itself (test)")[0] == "pass"
     assert report.scores["reference (test)"] == {
@@ -114,9 +193,50 @@ def test_validate_a_sound_task(tmp_path: Path) -> None:
         "pass",
         "10 rows; columns id, y, split; splits: public 3 (30%), private 7 (70%)",
     )
-    assert check(report, "baseline (validation)")[0] == "warn"  # the toy names no baseline
+    assert check(report, "input folder (test)") == ("pass", "2 files (test.csv, train.csv)")
+    assert check(report, "README, starter, baseline")[0] == "pass"
+    assert report.scores["baseline (validation)"] == {"validation": {"mae": 1.0, "within_1": 0.75}}
+    assert check(report, "starter notebook (validation)") == ("skip", "submission.kinds does not accept notebooks")
+    status, detail = check(report, "degenerate submissions")
+    assert status == "pass" and "constant median (mae 1.750 on validation)" in detail
+    assert "shuffled reference (mae" in detail
+    assert report.scores["degenerate: constant median"] == {"validation": {"mae": 1.75, "within_1": 0.5}}
+    assert check(report, "prepare is deterministic") == ("pass", "two runs wrote the same 6 files, byte for byte")
     text = rendered(report)
-    assert "task is sound" in text and "reference (test)" in text
+    assert "task is sound" in text and "reference (test)" in text and "degenerate: constant median" in text
+
+
+def test_validate_names_a_missing_readme_starter_and_baseline(tmp_path: Path) -> None:
+    report = validate_task(write_toy_task(tmp_path / "task"), sandbox="process", echo=lambda _: None)
+    assert not report.ok
+    status, detail = check(report, "README, starter, baseline")
+    assert status == "fail"
+    assert "no README.md for teams" in detail
+    assert "no starter notebook starter/solution.ipynb" in detail
+    assert "task.yaml names no baseline submission" in detail
+    assert check(report, "baseline (validation)")[0] == "skip"
+    assert check(report, "degenerate submissions")[0] == "skip"  # nothing to compare with
+
+
+def test_validate_fails_a_task_whose_baseline_loses_to_a_constant(tmp_path: Path) -> None:
+    task = complete_toy(write_toy_task(tmp_path / "task"), slope=50.0)  # far off: MAE 74
+    report = validate_task(task, sandbox="process", echo=lambda _: None)
+    assert not report.ok
+    status, detail = check(report, "degenerate submissions")
+    assert status == "fail"
+    assert (
+        "the degenerate submission 'constant median' scores mae 1.750 on validation, not worse than the "
+        "baseline's 74.000" in detail
+    )
+
+
+def test_validate_catches_a_prepare_that_is_not_deterministic(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task")
+    with (task / "prepare.py").open("a") as fh:
+        fh.write("\nimport random\n(out / 'public' / 'noise.txt').write_text(str(random.random()))\n")
+    status, detail = check(validate_task(task, sandbox="process", echo=lambda _: None), "prepare is deterministic")
+    assert status == "fail"
+    assert detail.startswith("1 of 7 files differ between two runs, first: public/noise.txt (differs)")
 
 
 def test_validate_reports_an_invalid_spec_as_a_failed_check(tmp_path: Path) -> None:
@@ -182,5 +302,6 @@ def test_validate_reports_a_missing_baseline(tmp_path: Path) -> None:
     raw = toy_raw()
     raw["baseline"] = "no-such-baseline"
     report = validate_task(write_toy_task(tmp_path / "task", raw), sandbox="process", echo=lambda _: None)
-    status, detail = check(report, "baseline (validation)")
+    status, detail = check(report, "README, starter, baseline")
     assert status == "fail" and "no-such-baseline does not exist" in detail
+    assert check(report, "baseline (validation)")[0] == "skip"
