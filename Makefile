@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 HARNESS := $(VENV)/bin/harness
-TASK := task_specs/nyc-flight-delays
-SUBMISSIONS := examples/submissions/nyc-flight-delays
+# Every task under task_specs/ is judged by `make demo`; its example submissions are examples/submissions/<id>/.
+TASKS := $(patsubst %/task.yaml,%,$(sort $(wildcard task_specs/*/task.yaml)))
 DEMO_HOME := .harness/demo
 WORKERS ?= $(shell nproc)
 PYTEST_ARGS ?=
@@ -29,13 +29,19 @@ test-tools:
 
 setup: venv docker
 
+# The whole hackathon: per task prepare, build (tasks with the same packages share the image's layers), judge the
+# examples, export the leaderboard, write the judges' report; then one overview of every task.
 demo: setup
-	$(HARNESS) task prepare $(TASK)
-	$(HARNESS) image build $(TASK)
-	$(HARNESS) run $(TASK) $(SUBMISSIONS) --home $(DEMO_HOME) --workers $(WORKERS)
-	$(HARNESS) leaderboard nyc-flight-delays --home $(DEMO_HOME) --split public --output $(DEMO_HOME)/leaderboard-public.md --format markdown
-	$(HARNESS) leaderboard nyc-flight-delays --home $(DEMO_HOME) --split public
-	$(HARNESS) report nyc-flight-delays --home $(DEMO_HOME)
+	@set -e; for task in $(TASKS); do \
+	  id=$$(basename $$task); echo "== $$id"; \
+	  $(HARNESS) task prepare $$task; \
+	  $(HARNESS) image build $$task; \
+	  $(HARNESS) run $$task examples/submissions/$$id --home $(DEMO_HOME) --workers $(WORKERS); \
+	  $(HARNESS) leaderboard $$task --home $(DEMO_HOME) --split public --output $(DEMO_HOME)/leaderboard-$$id-public.md --format markdown; \
+	  $(HARNESS) leaderboard $$task --home $(DEMO_HOME) --split public; \
+	  $(HARNESS) report $$task --home $(DEMO_HOME); \
+	done
+	$(HARNESS) overview task_specs --home $(DEMO_HOME)
 
 test: setup test-tools
 	$(PY) -m pytest $(PYTEST_ARGS)

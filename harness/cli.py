@@ -474,6 +474,30 @@ def report_cmd(
         console.print(str(path), highlight=False, markup=False, soft_wrap=True)
 
 
+@app.command("overview")
+@handle_errors
+def overview_cmd(
+    tasks_dir: Annotated[Path, typer.Argument(help="Folder with one task folder per task.")] = Path("task_specs"),
+    home: HomeOption = None,
+    db: DbOption = None,
+    reports: Annotated[Path, typer.Option(help="Folder `harness report` wrote into.")] = Path("reports"),
+) -> None:
+    """Print the hackathon overview: per task, teams, valid runs, the public leader and the report's path."""
+    from harness.overview import find_tasks, format_overview, overview
+
+    store = _store(db, home)
+    try:
+        rows = overview(find_tasks(tasks_dir), store, reports=reports)
+    finally:
+        store.close()
+    cells = [[visible(c, keep="") for c in line] for line in format_overview(rows, base=Path.cwd())]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    console.print(f"hackathon overview: {len(rows)} task(s)", highlight=False)
+    for line in cells:  # plain aligned text: stays a table in a log or a narrow terminal (lines may be long)
+        text = "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

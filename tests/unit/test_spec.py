@@ -58,7 +58,10 @@ def test_nyc_image_pins_match_the_development_environment() -> None:
     from importlib.metadata import version
 
     pins = dict(p.split("==") for p in load_spec(NYC).image.packages)
-    assert pins == {name: version(name) for name in ("pandas", "numpy", "scikit-learn", "pyarrow")}
+    assert pins == {name: version(name) for name in ("pandas", "numpy", "scikit-learn", "pyarrow", "pillow")}
+    # every task of the hackathon declares the same list, so they all share one image's wheels and layers
+    for task in sorted(NYC.parent.glob("*/task.yaml")):
+        assert load_spec(task).image.packages == load_spec(NYC).image.packages, task.parent.name
 
 
 def test_load_spec_accepts_the_yaml_file_itself(tmp_path: Path) -> None:
