@@ -61,8 +61,12 @@ Echo = Callable[[str], Any]
 
 #: Metric values within this distance of a metric's ``best`` count as reaching it.
 BEST_TOLERANCE = 1e-9
-#: The phase (and so the split) the baseline, the starter notebook and the degenerate submissions are scored on.
+#: The phase (and so the split) the baseline and the starter notebook are scored on.
 VALIDATE_PHASE = "validation"
+#: The phase degenerate submissions (and the baseline, to compare) are scored on: the judges' hidden reference. The
+#: constants come from the validation reference, which teams can see; scored on that same reference they would be
+#: the best constants there are (an oracle), which no honest baseline need beat.
+DEGENERATE_PHASE = "test"
 
 
 def validate_task(task_dir: str | Path, sandbox: str = "docker", echo: Echo = print) -> TaskValidationReport:
@@ -132,8 +136,11 @@ def validate_task(task_dir: str | Path, sandbox: str = "docker", echo: Echo = pr
     baseline = _check_run(spec, "baseline", spec.baseline_path, sandbox, report, echo)
     _check_starter(spec, sandbox, report, echo)
 
-    echo("scoring degenerate submissions")
-    _check_degenerate(spec, references.get(VALIDATE_PHASE), baseline, report)
+    if baseline is not None:
+        echo(f"running the baseline on the {DEGENERATE_PHASE} phase, to compare degenerate submissions with")
+        baseline = _check_run(spec, "baseline", spec.baseline_path, sandbox, report, echo, DEGENERATE_PHASE)
+    echo(f"scoring degenerate submissions on the {DEGENERATE_PHASE} phase")
+    _check_degenerate(spec, references.get(DEGENERATE_PHASE), references.get(VALIDATE_PHASE), baseline, report)
 
     echo("running prepare twice to check it is deterministic")
     _check_deterministic(spec, report, echo)
@@ -174,38 +181,47 @@ def _check_self_score(spec: TaskSpec, phase: str, reference: pd.DataFrame, repor
         report.add(name, "pass", "every metric reaches its best value on every split")
 
 
-def _score_table(spec: TaskSpec, table: pd.DataFrame, pool: EvaluatorPool | None = None) -> dict[str, dict[str, float]]:
-    """Write a prediction table as the spec's file into a temporary folder and score it on the validation phase."""
+def _score_table(
+    spec: TaskSpec, table: pd.DataFrame, pool: EvaluatorPool | None = None, phase: str = VALIDATE_PHASE
+) -> dict[str, dict[str, float]]:
+    """Write a prediction table as the spec's file into a temporary folder and score it on ``phase``."""
     from harness.scoring import score_outputs
 
     with tempfile.TemporaryDirectory(prefix="harness-validate-score-") as tmp:
         table.to_csv(Path(tmp) / spec.predictions.file, index=False)
-        return score_outputs(spec, Path(tmp), VALIDATE_PHASE, pool=pool)
+        return score_outputs(spec, Path(tmp), phase, pool=pool)
 
 
 def _run_submission(
-    spec: TaskSpec, submission: Path, sandbox: str
+    spec: TaskSpec, submission: Path, sandbox: str, phase: str = VALIDATE_PHASE
 ) -> tuple[Status, str, dict[str, dict[str, float]], float]:
-    """(status, reason, scores, seconds) of a submission run through the real pipeline on the validation phase."""
+    """(status, reason, scores, seconds) of a submission run through the real pipeline on ``phase``."""
     from harness.pipeline import evaluate_submission
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="harness-validate-") as tmp:
-        record = evaluate_submission(spec, submission, phase=VALIDATE_PHASE, sandbox=sandbox, work_dir=Path(tmp))
+        record = evaluate_submission(spec, submission, phase=phase, sandbox=sandbox, work_dir=Path(tmp))
     scores = {split: dict(values) for split, values in record.scores.items()}
     return record.status, record.reason, scores, time.monotonic() - started
 
 
 def _check_run(
-    spec: TaskSpec, label: str, submission: Path | None, sandbox: str, report: TaskValidationReport, echo: Echo
+    spec: TaskSpec,
+    label: str,
+    submission: Path | None,
+    sandbox: str,
+    report: TaskValidationReport,
+    echo: Echo,
+    phase: str = VALIDATE_PHASE,
 ) -> dict[str, dict[str, float]] | None:
-    """Run one submission (the baseline, the starter notebook) and add its check; its scores, or ``None``."""
-    name = f"{label} ({VALIDATE_PHASE})"
+    """Run one submission (the baseline, the starter notebook) on ``phase`` and add its check; its scores, or
+    ``None``."""
+    name = f"{label} ({phase})"
     if submission is None or not submission.exists():
         report.add(name, "skip", f"no {label} to run (see the check 'README, starter, baseline')")
         return None
     try:
-        status, reason, scores, took = _run_submission(spec, submission, sandbox)
+        status, reason, scores, took = _run_submission(spec, submission, sandbox, phase)
     except HarnessError as exc:
         report.add(name, "fail", f"{type(exc).__name__}: {exc}")
         return None
@@ -239,21 +255,26 @@ def _worse(goal: str, value: float, than: float) -> bool:
 def _check_degenerate(
     spec: TaskSpec,
     reference: pd.DataFrame | None,
+    visible: pd.DataFrame | None,
     baseline: dict[str, dict[str, float]] | None,
     report: TaskValidationReport,
 ) -> None:
-    """Each degenerate submission is refused, or scores strictly worse than the baseline on the primary metric."""
+    """Each degenerate submission is refused, or scores strictly worse than the baseline on the primary metric.
+
+    ``reference`` is the :data:`DEGENERATE_PHASE` reference (the rows and the truth scored); ``visible`` the
+    validation reference, whose statistics (median, mean, majority class) the constants are; ``baseline`` the
+    baseline's scores on the :data:`DEGENERATE_PHASE` phase, per split."""
     from harness.scoring import EvaluatorPool
 
     name = "degenerate submissions"
     if spec.evaluator.mode != "predictions":
         report.add(name, "skip", "evaluator.mode is output_dir: there is no prediction table to make up")
         return
-    if reference is None:
-        report.add(name, "skip", f"the {VALIDATE_PHASE} reference did not load")
+    if reference is None or visible is None:
+        report.add(name, "skip", f"the {DEGENERATE_PHASE} or {VALIDATE_PHASE} reference did not load")
         return
     try:
-        made = degenerate_submissions(spec, reference)
+        made = degenerate_submissions(spec, reference, statistics=visible)
     except KeyError as exc:
         report.add(name, "fail", f"cannot make degenerate submissions: {exc.args[0]}")
         return
@@ -264,7 +285,7 @@ def _check_degenerate(
     with EvaluatorPool(1) as pool:
         for degenerate in made:
             try:
-                scores = _score_table(spec, degenerate.predictions, pool)
+                scores = _score_table(spec, degenerate.predictions, pool, DEGENERATE_PHASE)
             except InvalidOutputError as exc:
                 said = exc.problems[0] if exc.problems else exc.message
                 refused.append(f"{degenerate.name} (refused: {said if len(said) <= 160 else said[:157] + '...'})")

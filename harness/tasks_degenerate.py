@@ -1,8 +1,9 @@
 """Degenerate submissions derived from a task's spec: predictions that know nothing, which no sound task may reward.
 
-``harness task validate`` scores each against the validation reference with the harness's own scoring path and
-requires it to be refused by validation or to score strictly worse than the baseline. The kinds, each made only
-when the spec has columns it applies to:
+``harness task validate`` scores each against the judges' test reference with the harness's own scoring path and
+requires it to be refused by validation or to score strictly worse than the baseline there. Constants come from the
+validation reference, which teams can see (scored on that same reference they would be oracle constants). The
+kinds, each made only when the spec has columns it applies to:
 
 | name | columns | values |
 | --- | --- | --- |
@@ -85,15 +86,16 @@ def _constant(column: ColumnSpec, value: float, rows: int) -> np.ndarray:
     return np.full(rows, value, dtype="float64")
 
 
-def _know_nothing(spec: TaskSpec, reference: pd.DataFrame, stat: str) -> dict[str, Any]:
-    """Every target column at a constant: numbers and quantiles at ``stat`` (median/mean) of their target,
-    labels (and text, bools) at the majority value, probabilities uniform."""
+def _know_nothing(spec: TaskSpec, reference: pd.DataFrame, stat: str, statistics: pd.DataFrame) -> dict[str, Any]:
+    """One row per id of ``reference``, every target column at a constant: numbers and quantiles at ``stat``
+    (median/mean) of their target in ``statistics``, labels (and text, bools) at its majority value,
+    probabilities uniform."""
     pspec, rows = spec.predictions, len(reference)
     out: dict[str, Any] = {pspec.id_column: reference[pspec.id_column].to_numpy()}
     for column in pspec.columns:
         if column.name == pspec.id_column:
             continue
-        truth = _truth(reference, column.reference_column, column.name)
+        truth = _truth(statistics, column.reference_column, column.name)
         if _is_number(column):
             numbers = _numbers(truth)
             out[column.name] = _constant(column, float(getattr(numbers, stat)()), rows)
@@ -103,20 +105,24 @@ def _know_nothing(spec: TaskSpec, reference: pd.DataFrame, stat: str) -> dict[st
         for name in group.column_names:
             out[name] = np.full(rows, 1.0 / len(group.classes))
     for qgroup in pspec.quantiles:
-        numbers = _numbers(_truth(reference, qgroup.target))
+        numbers = _numbers(_truth(statistics, qgroup.target))
         bounds = ColumnSpec(name="q", dtype="float", min=qgroup.min, max=qgroup.max)
         for name in qgroup.column_names:
             out[name] = _constant(bounds, float(getattr(numbers, stat)()), rows)
     return out
 
 
-def degenerate_submissions(spec: TaskSpec, reference: pd.DataFrame, *, seed: int = SHUFFLE_SEED) -> list[Degenerate]:
+def degenerate_submissions(
+    spec: TaskSpec, reference: pd.DataFrame, *, statistics: pd.DataFrame | None = None, seed: int = SHUFFLE_SEED
+) -> list[Degenerate]:
     """The degenerate submissions that apply to the spec's columns (see the module docstring), in table order.
 
     Args:
         spec: the task spec.
-        reference: the validation reference (:func:`harness.scoring.load_reference`), the source of the
-            constants (median, mean, majority class) and of the shuffled truth.
+        reference: the reference scored (:func:`harness.scoring.load_reference`): the ids of the rows and the
+            source of the shuffled truth.
+        statistics: the reference a team can see (the validation reference), the source of the constants
+            (median, mean, majority class, the one-hot class); default ``reference``.
         seed: seed of the shuffle across ids.
 
     Returns:
@@ -126,6 +132,7 @@ def degenerate_submissions(spec: TaskSpec, reference: pd.DataFrame, *, seed: int
         KeyError: the reference lacks a truth column.
     """
     pspec = spec.predictions
+    stats = reference if statistics is None else statistics
     plain = [c for c in pspec.columns if c.name != pspec.id_column]
     numbers = any(_is_number(c) for c in plain) or bool(pspec.quantiles)
     made: list[Degenerate] = []
@@ -136,22 +143,22 @@ def degenerate_submissions(spec: TaskSpec, reference: pd.DataFrame, *, seed: int
             made.append(Degenerate(name, frame))
 
     if numbers:
-        add("constant median", _know_nothing(spec, reference, "median"))
-        add("training mean", _know_nothing(spec, reference, "mean"))
+        add("constant median", _know_nothing(spec, reference, "median", stats))
+        add("training mean", _know_nothing(spec, reference, "mean", stats))
     if any(c.is_label for c in plain):
-        add("majority class", _know_nothing(spec, reference, "median"))
+        add("majority class", _know_nothing(spec, reference, "median", stats))
     if pspec.probabilities:
-        add("uniform probabilities", _know_nothing(spec, reference, "median"))
+        add("uniform probabilities", _know_nothing(spec, reference, "median", stats))
         for label, value in (("all-ones", 1.0), ("all-zeros", 0.0)):
-            columns = _know_nothing(spec, reference, "median")
+            columns = _know_nothing(spec, reference, "median", stats)
             for group in pspec.probabilities:
                 for name in group.column_names:
                     columns[name] = np.full(len(reference), value)
             add(f"{label} probabilities", columns)
-        columns = _know_nothing(spec, reference, "median")
+        columns = _know_nothing(spec, reference, "median", stats)
         chosen = []
         for group in pspec.probabilities:
-            labels = _truth(reference, group.target).astype(str)
+            labels = _truth(stats, group.target).astype(str)
             top = _majority(labels) if len(labels) else str(group.classes[0])
             chosen.append(top)
             for cls, name in zip(group.classes, group.column_names, strict=True):
