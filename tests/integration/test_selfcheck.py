@@ -91,7 +91,11 @@ def test_broken_examples_say_what_to_fix(checked: dict[str, object]) -> None:
     assert "missing column 'id'" in wrong.reason and "flight_id" in wrong.reason  # type: ignore[attr-defined]
     raises = checked["raises"]
     assert raises.status == "failed"  # type: ignore[attr-defined]
-    assert "cell #5 of your notebook raised KeyError: 'dep_delay'" in raises.reason  # type: ignore[attr-defined]
+    assert (  # issue 18: the cell as the executed notebook and papermill's log name it, and what to do
+        "In [5] of the executed notebook (Cell 6 in papermill's log) raised KeyError: 'dep_delay'; 'dep_delay' is "
+        "not a column of test.csv in input_dir (its columns: id, year, month, day,"
+    ) in raises.reason  # type: ignore[attr-defined]
+    assert 'see the section "Columns of train.csv and test.csv" of the task\'s README.md' in raises.reason  # type: ignore[attr-defined]
     for result in (missing, nan, wrong, raises):
         assert not result.ok and result.hint  # type: ignore[attr-defined]
         assert result.verdict.startswith("FAIL")  # type: ignore[attr-defined]
