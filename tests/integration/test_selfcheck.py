@@ -114,6 +114,8 @@ def test_newcomer_self_checks_the_template_from_the_starter_kit(nyc_task: Path, 
     kit = write_starter_kit(nyc_task, tmp_path / "kit")
     readme = (kit / "README.md").read_text()
     assert "harness check task solution.ipynb" in readme
+    headings = [line for line in readme.splitlines() if line.startswith("#")]
+    assert len([h for h in headings if "check" in h.lower()]) == 1, headings  # one self-check section (issue 18)
     hidden = load_spec(nyc_task).reference_path("test")
     assert not any(p.name == hidden.name for p in kit.rglob("*"))
     proc = subprocess.run(
