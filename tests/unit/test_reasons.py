@@ -230,3 +230,31 @@ def test_a_notebook_failure_gets_the_hint_and_keeps_the_exception_line(tmp_path:
         "In [4] of the executed notebook (Cell 5 in papermill's log) raised KeyError: 'dep_delay'; 'dep_delay' is "
         "not a column of train.csv in input_dir (its columns: id,"
     )
+
+
+# -- what the pipeline gives the hints -------------------------------------------------------------------------
+
+
+def test_the_pipelines_context_has_the_phases_inputs_the_image_packages_and_the_readme_section(tmp_path: Path) -> None:
+    from harness.pipeline import reason_context
+    from harness.spec import load_spec
+
+    nyc = reason_context(load_spec(REPO / "task_specs" / "nyc-flight-delays"), tmp_path)
+    assert nyc.input_dir == tmp_path and nyc.readme_section == "Columns of train.csv and test.csv"
+    assert nyc.version("pandas") == "3.1.1" and nyc.has("papermill") and nyc.has("scikit_learn")
+    minimal = reason_context(load_spec(REPO / "tests" / "fixtures" / "tasks" / "minimal"), tmp_path)
+    assert minimal.readme_section == "" and minimal.version("pandas") is None and not minimal.has("pandas")
+
+
+def test_a_scripts_reason_keeps_the_exception_line_and_adds_the_hint(tmp_path: Path, context: ReasonContext) -> None:
+    from harness.pipeline import _script_hint
+    from harness.submission import OpenedSubmission
+
+    (tmp_path / "main.py").write_text('import pandas as pd\nflights = pd.read_csv("https://example.org/f.csv")\n')
+    opened = OpenedSubmission(
+        root=tmp_path, kind="script", entry="main.py", content_hash="0" * 64, team=None, n_files=1, n_bytes=1, notes=()
+    )
+    assert _script_hint(opened, URLERROR_LOG, context) == (
+        "URLError: <urlopen error [Errno -3] Temporary failure in name resolution>; " + network_hint(context)
+    )
+    assert _script_hint(opened, "Traceback (most recent call last):\n  File x\nValueError: bad\n", context) == ""
