@@ -315,7 +315,8 @@ class ExecutedNotebook:
                         traceback = "\n".join(str(line) for line in output.get("traceback", []) or [])
                         hint = hint_for(ename, evalue, traceback, "\n".join(source), context)
                     name = cell_name(number, cell.get("execution_count"))
-                    reason = f"{name} raised {ename}: {evalue}".rstrip(": ")
+                    shown = evalue.strip().splitlines()[0] if hint and evalue.strip() else evalue  # short with a hint
+                    reason = f"{name} raised {ename}: {shown}".rstrip(": ")
                     return f"{reason.rstrip('.')}; {hint}" if hint else reason
         return ""
 

@@ -241,7 +241,6 @@ _PANDAS_REMOVED = {
 _NUMPY_REMOVED = {
     "float": "use float or np.float64",
     "int": "use int or np.int64",
-    "bool": "use bool or np.bool_",
     "object": "use object",
     "str": "use str",
     "complex": "use complex",
@@ -258,7 +257,6 @@ _NUMPY_REMOVED = {
     "float_": "use np.float64",
     "unicode_": "use np.str_",
     "string_": "use np.bytes_",
-    "row_stack": "use np.vstack",
     "trapz": "use np.trapezoid",
     "in1d": "use np.isin",
 }

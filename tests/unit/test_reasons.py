@@ -258,3 +258,17 @@ def test_a_scripts_reason_keeps_the_exception_line_and_adds_the_hint(tmp_path: P
         "URLError: <urlopen error [Errno -3] Temporary failure in name resolution>; " + network_hint(context)
     )
     assert _script_hint(opened, "Traceback (most recent call last):\n  File x\nValueError: bad\n", context) == ""
+
+
+def test_a_hinted_notebook_failure_keeps_only_the_first_line_of_a_long_message(tmp_path: Path) -> None:
+    cell = nbformat.v4.new_code_cell("np.float(1)", execution_count=3)
+    evalue = "module 'numpy' has no attribute 'float'.\n`np.float` was a deprecated alias for the builtin `float`."
+    cell.outputs = [nbformat.v4.new_output("error", ename="AttributeError", evalue=evalue, traceback=[])]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "executed.ipynb")
+    reason = read_executed(tmp_path / "executed.ipynb").failure(ReasonContext(packages=PACKAGES))
+    assert reason == (
+        "In [3] of the executed notebook (Cell 1 in papermill's log) raised AttributeError: module 'numpy' has no "
+        "attribute 'float'; numpy.float was removed (use float or np.float64); the sandbox runs numpy 2.4.6"
+    )
