@@ -169,9 +169,12 @@ def _classify(
     result: RunResult,
     notebook: ExecutedNotebook,
     output_dir: Path,
-    context: ReasonContext,
+    input_dir: Path,
 ) -> tuple[Status, str] | None:
-    """Map a sandbox result to (status, reason), or None when outputs should be validated and scored."""
+    """Map a sandbox result to (status, reason), or None when outputs should be validated and scored.
+
+    A run that exited with an error gets the hint of :mod:`harness.reasons` for its exception, if one applies.
+    """
     limits = spec.limits
     where = notebook.last_started_cell if opened.kind == "notebook" else ""
     if result.outcome is RunOutcome.TIMED_OUT:
@@ -185,6 +188,7 @@ def _classify(
             "device'); write only the predictions file and small artifacts there"
         )
     if result.exit_code != 0:
+        context = reason_context(spec, input_dir)
         if opened.kind == "notebook":
             failure = notebook.failure(context)
             if failure:
@@ -331,7 +335,7 @@ def evaluate_opened(
             notebook = read_executed(artifacts_dir / EXECUTED_NOTEBOOK, submitted=opened.root / opened.entry)
         shutil.rmtree(notebook_area, ignore_errors=True)
 
-    classified = _classify(spec, opened, result, notebook, output_dir, reason_context(spec, input_dir))
+    classified = _classify(spec, opened, result, notebook, output_dir, input_dir)
     if classified is not None:
         record.status, record.reason = classified
         record.finished_at = dt.datetime.now(dt.UTC)
