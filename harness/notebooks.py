@@ -15,8 +15,9 @@ Two moments, one module:
   raised, the cell that called ``sys.exit()``, the cell a stopped run was in. The kept file is always a valid
   notebook: one that cannot be read is replaced by the submitted cells under a marker saying why.
 
-Cell numbers in reasons count the team's own cells from 1; the cells papermill adds (injected parameters, its
-error marker) are skipped.
+Cells in reasons are named as a team sees them in the executed notebook, ``In [N]`` (its execution count), with
+their position as papermill's log counts it (``Cell M``: every cell from the top, the injected parameters cell
+included, papermill's error banner not); see :func:`cell_name`.
 
 nbformat is imported inside the functions, so importing this module (and :mod:`harness.submission`) stays cheap.
 """
@@ -37,6 +38,8 @@ from harness.notebook_runner import MARKER_PREFIX, Caps, cap_cell_outputs
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
+    from harness.reasons import ReasonContext
+
 __all__ = [
     "EXECUTED_NOTEBOOK",
     "NOTEBOOK_AREA_MB",
@@ -46,6 +49,7 @@ __all__ = [
     "NOTEBOOK_OUTPUT_CAP_CHARS",
     "NOTEBOOK_RICH_CAP_CHARS",
     "ExecutedNotebook",
+    "cell_name",
     "check_notebook",
     "read_executed",
     "runner_command",
@@ -231,11 +235,33 @@ _ERROR_HINTS = {
     "StdinNotImplementedError": "input() cannot be answered: a judging run has no keyboard (no stdin); set the "
     "value in your parameters cell or read it from a file",
 }
+#: Tags of the cells papermill adds to an executed notebook after the run (its error banner and anchor).
+_ERROR_MARKER_TAG = "papermill-error-cell-tag"
+_INJECTED_TAG = "injected-parameters"
+
+
+def cell_name(number: int, execution_count: object) -> str:
+    """How a reason names a cell of the executed notebook, so it matches what a team sees and papermill's log.
+
+    ``In [10] of the executed notebook (Cell 18 in papermill's log)``: ``In [10]`` is the prompt JupyterLab shows
+    for the cell in the executed notebook (and papermill's error banner names); ``Cell 18`` counts every cell of it
+    from the top (markdown and the injected parameters included), as papermill's log ``Executing Cell 18`` does.
+    A cell with no execution count (it had not started) is named by that position alone.
+
+    Args:
+        number: the 1-based position in the executed notebook, papermill's error banner cells not counted.
+        execution_count: the cell's ``execution_count`` (``None`` when it has none).
+    """
+    if isinstance(execution_count, int) and not isinstance(execution_count, bool) and execution_count > 0:
+        return f"In [{execution_count}] of the executed notebook (Cell {number} in papermill's log)"
+    return f"Cell {number} of the executed notebook (counting all its cells from the top, as papermill's log does)"
 
 
 @dataclass(frozen=True, eq=False)
 class ExecutedNotebook:
     """An executed notebook, parsed once (see :func:`read_executed`), and what a run's reasons need from it.
+
+    Cells are named in reasons by :func:`cell_name`.
 
     Attributes:
         path: the file (``None`` when the run left no executed notebook).
@@ -254,53 +280,77 @@ class ExecutedNotebook:
         return self.path.stat().st_size if self.path is not None and self.path.is_file() else 0
 
     def _team_cells(self) -> list[tuple[int, NotebookNode]]:
-        """The team's cells with their 1-based position in the team's own file (cells papermill added skipped)."""
+        """The team's cells with their 1-based position as papermill numbers them (injected cell counted, skipped)."""
         if self.notebook is None:
             return []
-        added = {"injected-parameters", "papermill-error-cell-tag"}
-        cells = [c for c in self.notebook.cells if not added & set(c.get("metadata", {}).get("tags", []))]
-        return list(enumerate(cells, start=1))
+        cells = [c for c in self.notebook.cells if _ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
+        return [
+            (number, cell)
+            for number, cell in enumerate(cells, start=1)
+            if _INJECTED_TAG not in cell.get("metadata", {}).get("tags", [])
+        ]
 
-    def failure(self) -> str:
-        """The first error a team's cell raised, as ``cell #N of your notebook raised Name: value``; ``""`` if none.
+    def failure(self, context: ReasonContext | None = None) -> str:
+        """The first error a team's cell raised, as ``<cell> raised Name: value[; hint]``; ``""`` if none.
 
-        ``SystemExit`` is not an error here (a run that called ``sys.exit()`` is judged by the outputs it left);
-        errors that come from running unattended (``input()``) get a hint saying what to change.
+        The cell is named by :func:`cell_name`. ``SystemExit`` is not an error here (a run that called
+        ``sys.exit()`` is judged by the outputs it left); errors that come from running unattended (``input()``)
+        get a hint saying what to change, and errors the sandbox explains (a missing module, an input column that
+        does not exist, a pandas API removed, no network) get one from :func:`harness.reasons.hint_for` when
+        ``context`` is given.
         """
-        for position, cell in self._team_cells():
+        source: list[str] = []
+        for number, cell in self._team_cells():
+            if cell.get("cell_type") == "code":
+                source.append(str(cell.get("source", "")))
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
                     ename, evalue = output.get("ename", "Error"), str(output.get("evalue", ""))[:300]
                     if ename == "SystemExit":
                         continue  # sys.exit() is judged by the outputs it left, not as an error
                     hint = _ERROR_HINTS.get(ename)
-                    reason = f"cell #{position} of your notebook raised {ename}: {evalue}".rstrip(": ")
+                    if hint is None and context is not None:
+                        from harness.reasons import hint_for
+
+                        traceback = "\n".join(str(line) for line in output.get("traceback", []) or [])
+                        hint = hint_for(ename, evalue, traceback, "\n".join(source), context)
+                    name = cell_name(number, cell.get("execution_count"))
+                    shown = evalue.strip().splitlines()[0] if hint and evalue.strip() else evalue  # short with a hint
+                    reason = f"{name} raised {ename}: {shown}".rstrip(": ")
                     return f"{reason.rstrip('.')}; {hint}" if hint else reason
         return ""
 
     @property
     def exit_cell(self) -> int:
-        """The position of the team's cell that called ``sys.exit()`` (0 if none): the cells after it did not run."""
-        for position, cell in self._team_cells():
+        """The position (as papermill numbers it) of the team's cell that called ``sys.exit()`` (0 if none)."""
+        for number, cell in self._team_cells():
             if any(o.get("output_type") == "error" and o.get("ename") == "SystemExit" for o in cell.get("outputs", [])):
-                return position
+                return number
         return 0
 
     @property
+    def exit_cell_name(self) -> str:
+        """:func:`cell_name` of the cell that called ``sys.exit()`` (``""`` if none): the cells after it did not run."""
+        for number, cell in self._team_cells():
+            if any(o.get("output_type") == "error" and o.get("ename") == "SystemExit" for o in cell.get("outputs", [])):
+                return cell_name(number, cell.get("execution_count"))
+        return ""
+
+    @property
     def last_started_cell(self) -> str:
-        """`` while cell #N of your notebook was running`` for the cell a stopped run was in; ``""`` if unknown.
+        """`` while <cell> was running`` for the cell a stopped run was in; ``""`` if unknown.
 
         A run killed from outside leaves its cell marked ``running``. When the kernel dies instead (the OOM killer,
         ``os.kill``), papermill marks that cell ``completed`` and stops, so the last cell that started is the one.
         """
-        started = 0
-        for position, cell in self._team_cells():
+        started: tuple[int, NotebookNode] | None = None
+        for number, cell in self._team_cells():
             state = cell.get("metadata", {}).get("papermill", {})
             if state.get("status") == "running":
-                return f" while cell #{position} of your notebook was running"
+                return f" while {cell_name(number, cell.get('execution_count'))} was running"
             if state.get("start_time"):
-                started = position
-        return f" while cell #{started} of your notebook was running" if started else ""
+                started = (number, cell)
+        return f" while {cell_name(started[0], started[1].get('execution_count'))} was running" if started else ""
 
 
 def read_executed(

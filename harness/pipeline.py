@@ -44,6 +44,7 @@ from harness.notebooks import (
 from harness.notebooks import NOTEBOOK_CELL_CAP_CHARS as NOTEBOOK_CELL_CAP_CHARS
 from harness.notebooks import NOTEBOOK_OUTPUT_CAP_CHARS as NOTEBOOK_OUTPUT_CAP_CHARS
 from harness.notebooks import NOTEBOOK_OUTPUTS_PER_CELL as NOTEBOOK_OUTPUTS_PER_CELL
+from harness.reasons import ReasonContext, hint_for, last_exception, readme_inputs_section
 from harness.record import RunRecord
 from harness.sandbox import ArtifactArea, Mount, RunOutcome, RunRequest, RunResult, Sandbox, get_sandbox
 from harness.spec import PHASES, TaskSpec
@@ -135,10 +136,45 @@ def _predictions_state(spec: TaskSpec, output_dir: Path, result: RunResult) -> s
     )
 
 
+def reason_context(spec: TaskSpec, input_dir: Path) -> ReasonContext:
+    """What a failed run's hints may name (:mod:`harness.reasons`): the phase's inputs, the image's packages, the
+    README's section on the inputs."""
+    from harness.images import image_packages
+
+    return ReasonContext(
+        input_dir=input_dir,
+        packages=image_packages(spec.image.packages),
+        readme_section=readme_inputs_section(spec.task_dir),
+    )
+
+
+def _script_hint(opened: OpenedSubmission, log_text: str, context: ReasonContext) -> str:
+    """The hint (:func:`harness.reasons.hint_for`) for the last traceback of a script's log, or ``""``."""
+    found = last_exception(log_text)
+    if found is None:
+        return ""
+    ename, evalue, traceback = found
+    try:
+        entry = (opened.root / opened.entry).read_text(encoding="utf-8", errors="replace")[:200_000]
+    except OSError:
+        entry = ""
+    hint = hint_for(ename, evalue, traceback, f"{traceback}\n{entry}", context)
+    shown = f"{ename}: {evalue}".rstrip(": ")
+    return f"{shown[:300]}; {hint}" if hint else ""
+
+
 def _classify(
-    spec: TaskSpec, opened: OpenedSubmission, result: RunResult, notebook: ExecutedNotebook, output_dir: Path
+    spec: TaskSpec,
+    opened: OpenedSubmission,
+    result: RunResult,
+    notebook: ExecutedNotebook,
+    output_dir: Path,
+    input_dir: Path,
 ) -> tuple[Status, str] | None:
-    """Map a sandbox result to (status, reason), or None when outputs should be validated and scored."""
+    """Map a sandbox result to (status, reason), or None when outputs should be validated and scored.
+
+    A run that exited with an error gets the hint of :mod:`harness.reasons` for its exception, if one applies.
+    """
     limits = spec.limits
     where = notebook.last_started_cell if opened.kind == "notebook" else ""
     if result.outcome is RunOutcome.TIMED_OUT:
@@ -152,8 +188,9 @@ def _classify(
             "device'); write only the predictions file and small artifacts there"
         )
     if result.exit_code != 0:
+        context = reason_context(spec, input_dir)
         if opened.kind == "notebook":
-            failure = notebook.failure()
+            failure = notebook.failure(context)
             if failure:
                 return Status.FAILED, failure
             if "DeadKernelError" in result.log or "Kernel died" in result.log:
@@ -161,7 +198,11 @@ def _classify(
                     f"the kernel died{where}: the process running your cells exited or was killed "
                     "(e.g. by os._exit(), os.kill() or a crash in compiled code)"
                 )
-        detail = _log_tail(result.log_tail if result.log_truncated and result.log_tail else result.log)
+        log_text = result.log_tail if result.log_truncated and result.log_tail else result.log
+        hinted = _script_hint(opened, log_text, context) if opened.kind == "script" else ""
+        if hinted:  # the exception line, then what to do about it
+            return Status.FAILED, f"exited with code {result.exit_code}: {hinted}"
+        detail = _log_tail(log_text)
         return Status.FAILED, f"exited with code {result.exit_code}" + (f": {detail}" if detail else "")
     return None
 
@@ -294,7 +335,7 @@ def evaluate_opened(
             notebook = read_executed(artifacts_dir / EXECUTED_NOTEBOOK, submitted=opened.root / opened.entry)
         shutil.rmtree(notebook_area, ignore_errors=True)
 
-    classified = _classify(spec, opened, result, notebook, output_dir)
+    classified = _classify(spec, opened, result, notebook, output_dir, input_dir)
     if classified is not None:
         record.status, record.reason = classified
         record.finished_at = dt.datetime.now(dt.UTC)
@@ -323,12 +364,9 @@ def evaluate_opened(
         record.reason = exc.problems[0] if exc.problems else exc.message
         if len(exc.problems) > 1:
             record.reason += f" (and {len(exc.problems) - 1} more problem(s))"
-        exited = notebook.exit_cell
+        exited = notebook.exit_cell_name
         if exited:
-            record.reason += (
-                f"; cell #{exited} of your notebook called sys.exit(), which ends the run: the cells after it did "
-                "not run"
-            )
+            record.reason += f"; {exited} called sys.exit(), which ends the run: the cells after it did not run"
     except EvaluatorError as exc:
         record.status = Status.EVALUATOR_ERROR
         record.reason = exc.message

@@ -60,7 +60,7 @@ _MAGIC: Final = (
 
 def _how_to_write(spec: TaskSpec) -> str:
     cols = ", ".join(repr(c.name) for c in spec.predictions.all_columns)
-    return f"write it with pandas: df[[{cols}]].to_csv(output_dir / {spec.predictions.file!r}, index=False)"
+    return f"write it with pandas: df[[{cols}]].to_csv(Path(output_dir) / {spec.predictions.file!r}, index=False)"
 
 
 #: What to do about a predictions file that is not a regular file, by what it is (see :func:`not_a_regular_file`).

@@ -91,7 +91,11 @@ def test_broken_examples_say_what_to_fix(checked: dict[str, object]) -> None:
     assert "missing column 'id'" in wrong.reason and "flight_id" in wrong.reason  # type: ignore[attr-defined]
     raises = checked["raises"]
     assert raises.status == "failed"  # type: ignore[attr-defined]
-    assert "cell #5 of your notebook raised KeyError: 'dep_delay'" in raises.reason  # type: ignore[attr-defined]
+    assert (  # issue 18: the cell as the executed notebook and papermill's log name it, and what to do
+        "In [5] of the executed notebook (Cell 6 in papermill's log) raised KeyError: 'dep_delay'; 'dep_delay' is "
+        "not a column of test.csv in input_dir (its columns: id, year, month, day,"
+    ) in raises.reason  # type: ignore[attr-defined]
+    assert 'see the section "Columns of train.csv and test.csv" of the task\'s README.md' in raises.reason  # type: ignore[attr-defined]
     for result in (missing, nan, wrong, raises):
         assert not result.ok and result.hint  # type: ignore[attr-defined]
         assert result.verdict.startswith("FAIL")  # type: ignore[attr-defined]
@@ -110,6 +114,8 @@ def test_newcomer_self_checks_the_template_from_the_starter_kit(nyc_task: Path, 
     kit = write_starter_kit(nyc_task, tmp_path / "kit")
     readme = (kit / "README.md").read_text()
     assert "harness check task solution.ipynb" in readme
+    headings = [line for line in readme.splitlines() if line.startswith("#")]
+    assert len([h for h in headings if "check" in h.lower()]) == 1, headings  # one self-check section (issue 18)
     hidden = load_spec(nyc_task).reference_path("test")
     assert not any(p.name == hidden.name for p in kit.rglob("*"))
     proc = subprocess.run(
@@ -144,3 +150,55 @@ def test_check_exit_code_is_nonzero_when_not_scored(nyc_task: Path, tmp_path: Pa
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL (invalid_output)" in proc.stdout
+
+
+#: Notebooks in styles teams write for older pandas or with downloads (issue 18), run in the NYC task's image.
+PANDAS_NOTEBOOKS = {
+    "old-pandas": [
+        "import pandas as pd\ntrain = pd.read_csv(f'{input_dir}/train.csv', nrows=1000)",
+        "train = train.append(train.head())",
+    ],
+    "network-read": ["import pandas as pd\nflights = pd.read_csv('https://example.org/nycflights13/flights.csv')"],
+}
+
+
+def test_old_pandas_idioms_and_network_reads_get_the_same_reason_from_run_and_check(
+    nyc_task: Path, tmp_path: Path
+) -> None:
+    import nbformat
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, cells in PANDAS_NOTEBOOKS.items():
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell('input_dir = "data"\noutput_dir = "."')
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, *(nbformat.v4.new_code_cell(source) for source in cells)]
+        nbformat.write(nb, subs / f"{name}.ipynb")
+    store = Store(f"sqlite:///{tmp_path / 'results.sqlite'}")
+    try:
+        summary = evaluate_many(load_spec(nyc_task), subs, store=store, home=tmp_path / "home", workers=2)
+    finally:
+        store.close()
+    runs = {record.team: record for record in summary.records}
+    pandas = dict(p.split("==") for p in load_spec(nyc_task).image.packages if "==" in p)["pandas"]
+
+    old = runs["old-pandas"]
+    assert (old.status, old.reason) == (
+        "failed",
+        "In [4] of the executed notebook (Cell 4 in papermill's log) raised AttributeError: 'DataFrame' object has "
+        f"no attribute 'append'; DataFrame.append was removed in pandas 2.0 (use pd.concat([df, other])); the "
+        f"sandbox runs pandas {pandas}",
+    )
+    network = runs["network-read"]
+    assert network.status == "failed"
+    assert network.reason.startswith(
+        "In [3] of the executed notebook (Cell 3 in papermill's log) raised URLError: <urlopen error"
+    ), network.reason
+    assert network.reason.endswith(
+        "; the sandbox has no network, by design: read the task's data from input_dir (airlines.csv, airports.csv, "
+        "planes.csv, test.csv, train.csv, weather.csv) instead of downloading it"
+    ), network.reason
+    for name, record in runs.items():
+        result = check(nyc_task, subs / f"{name}.ipynb", artifacts_dir=tmp_path / "check" / name)
+        assert (result.status, result.reason) == (record.status, record.reason)

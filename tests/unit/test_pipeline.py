@@ -92,7 +92,7 @@ def test_an_unreadable_notebook_is_kept_as_evidence(tmp_path: Path) -> None:
     assert path.read_text() == '{"cells": ['
 
 
-def test_failure_names_the_cell_as_numbered_in_the_teams_file(tmp_path: Path) -> None:
+def test_failure_names_the_cell_as_the_executed_notebook_and_papermills_log_do(tmp_path: Path) -> None:
     intro = nbformat.v4.new_markdown_cell("# intro")
     error_marker = nbformat.v4.new_markdown_cell("<span>An Exception was encountered</span>")
     error_marker.metadata["tags"] = ["papermill-error-cell-tag"]
@@ -105,5 +105,12 @@ def test_failure_names_the_cell_as_numbered_in_the_teams_file(tmp_path: Path) ->
     bad.outputs = [nbformat.v4.new_output("error", ename="TypeError", evalue="not subscriptable", traceback=[])]
     bad.metadata["papermill"] = {"status": "running"}
     path = _write(tmp_path / "executed.ipynb", [error_marker, intro, params, injected, ok, bad])
-    assert _notebook_failure(path) == "cell #4 of your notebook raised TypeError: not subscriptable"
-    assert _last_started_cell(path) == " while cell #4 of your notebook was running"
+    # no execution count yet: its position among all cells, injected one included, papermill's banner not
+    where = "Cell 5 of the executed notebook (counting all its cells from the top, as papermill's log does)"
+    assert _notebook_failure(path) == f"{where} raised TypeError: not subscriptable"
+    assert _last_started_cell(path) == f" while {where} was running"
+    bad.execution_count = 3
+    path = _write(tmp_path / "executed.ipynb", [error_marker, intro, params, injected, ok, bad])
+    where = "In [3] of the executed notebook (Cell 5 in papermill's log)"
+    assert _notebook_failure(path) == f"{where} raised TypeError: not subscriptable"
+    assert _last_started_cell(path) == f" while {where} was running"

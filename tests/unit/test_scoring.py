@@ -191,7 +191,7 @@ def test_parquet_file_is_recognised(spec: TaskSpec, tmp_path: Path) -> None:
     TEST_REFERENCE[["id", "y"]].to_parquet(path)
     error = invalid(spec, path)
     assert "looks like a Parquet file, not a CSV text file" in only_problem(error)
-    assert "to_csv(output_dir / 'predictions.csv', index=False)" in only_problem(error)
+    assert "to_csv(Path(output_dir) / 'predictions.csv', index=False)" in only_problem(error)  # issue 18: a str
 
 
 def test_json_file_is_not_a_csv_table(spec: TaskSpec, tmp_path: Path) -> None:
