@@ -150,9 +150,13 @@ def task_prepare(task_dir: Annotated[Path, typer.Argument(help="Task folder hold
 @handle_errors
 def task_validate(
     task_dir: Annotated[Path, typer.Argument(help="Task folder holding task.yaml.")],
-    sandbox: Annotated[str, typer.Option(help="Sandbox for the baseline run: docker or process.")] = "docker",
+    sandbox: Annotated[
+        str, typer.Option(help="Sandbox for the baseline and starter notebook runs: docker or process.")
+    ] = "docker",
 ) -> None:
-    """Check the spec and data, score the reference against itself, run and score the baseline."""
+    """Prove a task sound: spec, README/starter/baseline present, data and hidden-reference isolation, a perfect
+    prediction reaching each metric's best, the baseline and starter notebook scored, every degenerate submission
+    refused or worse than the baseline, and prepare deterministic (run twice)."""
     from harness.tasks import validate_task
 
     report = validate_task(task_dir, sandbox=sandbox, echo=_echo)
