@@ -210,7 +210,8 @@ def _check_quantiles(group: QuantileGroup, values: Mapping[str, pd.Series], ids:
     return [
         f"row id {_first_id(ids, rows)}: quantiles cross ({low} = {matrix[first, pair]:g} is above "
         f"{high} = {matrix[first, pair + 1]:g}); a higher level's quantile must not be lower ({_span(columns)}), "
-        f"{_plural(n_rows, 'row')} {'crosses' if n_rows == 1 else 'cross'}; sort each row, e.g. df[cols] = np.sort(df[cols].to_numpy(), axis=1)"
+        f"{_plural(n_rows, 'row')} {'crosses' if n_rows == 1 else 'cross'}; sort each row, "
+        "e.g. df[cols] = np.sort(df[cols].to_numpy(), axis=1)"
     ]
 
 
