@@ -30,9 +30,12 @@ def test_validate_proves_the_minimal_task_sound(minimal_task: Path, test_image: 
         "│ README, starter, baseline        │ pass",
         "│ baseline (validation)            │ pass",
         "│ starter notebook (validation)    │ pass",
-        "│ degenerate submissions           │ pass   │ constant median (mae 11.200 on validation); shuffled reference",
+        # scored on the judges' test phase with constants from the validation reference
+        "│ degenerate submissions           │ pass   │ constant median (mae 60.000 on public); constant median "
+        "(mae 60.000 on private); shuffled reference",
         "│ prepare is deterministic         │ pass   │ two runs wrote the same 7 files, byte for byte",
         "│ input folder (test)              │ pass   │ 2 files (test.csv, train.csv)",
     ):
         assert line in out, out
-    assert "│ degenerate: constant median    │ validation │ 11.200 │" in out
+    assert "│ degenerate: constant median    │ public     │ 60.000 │" in out
+    assert "│ baseline (test)                  │ pass" in out
