@@ -99,7 +99,7 @@ def test_the_starter_kit_lists_the_sandbox_packages(ds_task: Path, tmp_path: Pat
 
     task = tmp_path / "task"
     shutil.copytree(ds_task, task)  # same id: the same image
-    (task / "data" / "public").mkdir(parents=True)
+    (task / "data" / "public").mkdir(parents=True, exist_ok=True)  # the fixture's prepare writes it too
     (task / "data" / "public" / "train.csv").write_text("id,x,y\nr000,0,1\n")
     _notebook(task / "starter" / "solution.ipynb", [CSV_PREDICTIONS])
     kit = write_starter_kit(task, tmp_path / "kit")

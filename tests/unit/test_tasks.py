@@ -158,13 +158,14 @@ from pathlib import Path
 inp, out = Path(os.environ["HARNESS_INPUT_DIR"]), Path(os.environ["HARNESS_OUTPUT_DIR"])
 rows = list(csv.DictReader((inp / "test.csv").open()))
 with (out / "predictions.csv").open("w") as fh:
-    fh.write("id,y\\n" + "".join(f"{r['id']},{float(r['x']) * SLOPE}\\n" for r in rows))
+    fh.write("id,y\\n" + "".join(f"{r['id']},{float(r['x']) * SLOPE + 1}\\n" for r in rows))
 """
 
 
 def complete_toy(task: Path, *, slope: float = 1.0) -> Path:
     """Give the toy task what validate asks of every task: a README, a starter notebook and a baseline script
-    (predicting ``y = slope * x``). Script submissions only, so no kernel is needed."""
+    (predicting ``y = slope * x + 1``: with slope 1 exact on the test phase, MAE 1.25 on validation). Script
+    submissions only, so no kernel is needed."""
     (task / "README.md").write_text("# Toy delays\n\nPredict y.\n")
     (task / "starter").mkdir()
     (task / "starter" / "solution.ipynb").write_text(
@@ -195,12 +196,20 @@ def test_validate_a_sound_task(tmp_path: Path) -> None:
     )
     assert check(report, "input folder (test)") == ("pass", "2 files (test.csv, train.csv)")
     assert check(report, "README, starter, baseline")[0] == "pass"
-    assert report.scores["baseline (validation)"] == {"validation": {"mae": 1.0, "within_1": 0.75}}
+    assert report.scores["baseline (validation)"] == {"validation": {"mae": 1.25, "within_1": 0.75}}
+    assert report.scores["baseline (test)"] == {
+        "public": {"mae": 0.0, "within_1": 1.0},
+        "private": {"mae": 0.0, "within_1": 1.0},
+    }
     assert check(report, "starter notebook (validation)") == ("skip", "submission.kinds does not accept notebooks")
     status, detail = check(report, "degenerate submissions")
-    assert status == "pass" and "constant median (mae 1.750 on validation)" in detail
+    assert status == "pass" and "constant median (mae 0.917 on public)" in detail
     assert "shuffled reference (mae" in detail
-    assert report.scores["degenerate: constant median"] == {"validation": {"mae": 1.75, "within_1": 0.5}}
+    # the validation reference's median (1.25) scored on the test phase
+    assert report.scores["degenerate: constant median"] == {
+        "public": {"mae": pytest.approx(2.75 / 3), "within_1": pytest.approx(2 / 3)},
+        "private": {"mae": 5.75, "within_1": 0.0},
+    }
     assert check(report, "prepare is deterministic") == ("pass", "two runs wrote the same 6 files, byte for byte")
     text = rendered(report)
     assert "task is sound" in text and "reference (test)" in text and "degenerate: constant median" in text
@@ -225,8 +234,8 @@ def test_validate_fails_a_task_whose_baseline_loses_to_a_constant(tmp_path: Path
     status, detail = check(report, "degenerate submissions")
     assert status == "fail"
     assert (
-        "the degenerate submission 'constant median' scores mae 1.750 on validation, not worse than the "
-        "baseline's 74.000" in detail
+        "the degenerate submission 'constant median' scores mae 0.917 on public, not worse than the "
+        "baseline's 49.000" in detail
     )
 
 
