@@ -350,6 +350,23 @@ def network_hint(context: ReasonContext) -> str:
     )
 
 
+def missing_file_hint(evalue: str, context: ReasonContext) -> str:
+    """The hint for a ``FileNotFoundError`` on a relative path whose file name is in ``input_dir``
+    (``pd.read_csv("train.csv")`` or ``"data/train.csv"`` as on a laptop), or ``""``.
+
+    The code runs in the submission's folder; the task's files are only in ``input_dir`` (mounted read-only)."""
+    named = re.search(r"No such file or directory: '([^']+)'", evalue) or re.search(r"\[Errno 2\].*?'([^']+)'", evalue)
+    if not named or named.group(1).startswith("/"):
+        return ""
+    wanted = Path(named.group(1)).name
+    if context.input_dir is None or not (context.input_dir / wanted).exists():
+        return ""
+    return (
+        f"{wanted} is in input_dir, not in the folder your code runs in: read it as "
+        f"Path(input_dir) / {wanted!r} (input_dir is set in the parameters cell, or $HARNESS_INPUT_DIR in a script)"
+    )
+
+
 def _is_network(ename: str, evalue: str) -> bool:
     return ename in _NETWORK_ERRORS or (ename in {"OSError", "TimeoutError"} and bool(_NETWORK_TEXT.search(evalue)))
 
@@ -382,6 +399,8 @@ def hint_for(ename: str, evalue: str, traceback: str, source: str, context: Reas
         return removed_api_hint(ename, evalue, traceback, context)
     if _is_network(ename, evalue) or _NETWORK_TEXT.search(evalue):
         return network_hint(context)
+    if ename == "FileNotFoundError":
+        return missing_file_hint(evalue, context)
     return ""
 
 

@@ -1,7 +1,7 @@
 """Reasons a student can act on (issue 18), from real runs in the minimal task's image: the same from
 ``harness run`` and ``harness check``.
 
-One batch (``harness run`` over three submissions) is shared by the tests; each submission is then self-checked
+One batch (``harness run`` over four submissions) is shared by the tests; each submission is then self-checked
 in the same image. The minimal image has no pandas: the pandas idioms (``df.append``, ``pd.read_csv("https://...")``)
 run in the NYC task's image, in tests/integration/test_selfcheck.py.
 """
@@ -28,6 +28,8 @@ NOTEBOOKS = {
         "import csv\nwith open(f'{input_dir}/test.csv') as fh:\n    rows = list(csv.DictReader(fh))",
         "ys = [float(row['y']) for row in rows]",
     ],
+    # a laptop's relative path: the code runs in the submission folder, the data is in input_dir
+    "relative-path": ["import csv\nwith open('train.csv') as fh:\n    rows = list(csv.DictReader(fh))"],
 }
 SCRIPT_NETWORK = """\
 import urllib.request
@@ -47,7 +49,7 @@ class Judged:
 
 @pytest.fixture(scope="module")
 def judged(minimal_task: Path, test_image: str, tmp_path_factory: pytest.TempPathFactory) -> Judged:
-    """``harness run`` over the three submissions, once for the module."""
+    """``harness run`` over the four submissions, once for the module."""
     root = tmp_path_factory.mktemp("reasons")
     subs = root / "submissions"
     subs.mkdir()
@@ -107,3 +109,13 @@ def test_a_network_read_says_the_sandbox_has_no_network_and_keeps_the_exception_
         "instead of downloading it"
     ), run.reason
     assert _checked(judged, "network-read", tmp_path) == ("failed", run.reason)
+
+
+def test_a_relative_path_to_an_input_file_says_to_read_it_from_input_dir(judged: Judged, tmp_path: Path) -> None:
+    run = judged.runs["relative-path"]
+    assert run.status == "failed"
+    assert run.reason.startswith(
+        "In [3] of the executed notebook (Cell 3 in papermill's log) raised FileNotFoundError: [Errno 2] No such "
+        "file or directory: 'train.csv'; train.csv is in input_dir, not in the folder your code runs in"
+    ), run.reason
+    assert _checked(judged, "relative-path", tmp_path) == ("failed", run.reason)

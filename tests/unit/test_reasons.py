@@ -272,3 +272,21 @@ def test_a_hinted_notebook_failure_keeps_only_the_first_line_of_a_long_message(t
         "In [3] of the executed notebook (Cell 1 in papermill's log) raised AttributeError: module 'numpy' has no "
         "attribute 'float'; numpy.float was removed (use float or np.float64); the sandbox runs numpy 2.4.6"
     )
+
+
+# -- relative paths ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["train.csv", "data/train.csv", "../input/train.csv"])
+def test_a_relative_path_to_an_input_file_says_to_read_it_from_input_dir(context: ReasonContext, path: str) -> None:
+    evalue = f"[Errno 2] No such file or directory: '{path}'"
+    hint = hint_for("FileNotFoundError", evalue, "", "", context)
+    assert hint.startswith("train.csv is in input_dir, not in the folder your code runs in")
+    assert "Path(input_dir) / 'train.csv'" in hint
+
+
+def test_a_missing_file_that_is_not_an_input_gets_no_hint(context: ReasonContext) -> None:
+    assert hint_for("FileNotFoundError", "[Errno 2] No such file or directory: 'model.pkl'", "", "", context) == ""
+    assert (
+        hint_for("FileNotFoundError", "[Errno 2] No such file or directory: '/data/train.csv'", "", "", context) == ""
+    )
