@@ -166,10 +166,15 @@ def _keys(evalue: str) -> list[str]:
     return []
 
 
+#: Characters of a team's code (its end, where the failing cell is) the hints search; bounds their cost.
+_MAX_SOURCE = 200_000
+
+
 def _file_of(key: str, source: str, headers: dict[str, list[str]]) -> str | None:
     """The input file the failing ``VAR[...'key'...]`` read from, when the code assigns ``VAR`` from it."""
     quoted = re.escape(key)
-    for match in re.finditer(rf"(\w+)\s*(?:\.loc\s*)?\[[^\]]*['\"]{quoted}['\"]", source):
+    # bounded: an unbounded [^\]]* made this quadratic in code holding many '[' and no ']'
+    for match in re.finditer(rf"(\w+)\s*(?:\.loc\s*)?\[[^\]]{{0,200}}?['\"]{quoted}['\"]", source[-_MAX_SOURCE:]):
         variable = match.group(1)
         for assignment in re.finditer(rf"^\s*{re.escape(variable)}\s*=\s*(.+)$", source, re.MULTILINE):
             for name in headers:
@@ -355,11 +360,17 @@ def missing_file_hint(evalue: str, context: ReasonContext) -> str:
     (``pd.read_csv("train.csv")`` or ``"data/train.csv"`` as on a laptop), or ``""``.
 
     The code runs in the submission's folder; the task's files are only in ``input_dir`` (mounted read-only)."""
-    named = re.search(r"No such file or directory: '([^']+)'", evalue) or re.search(r"\[Errno 2\].*?'([^']+)'", evalue)
-    if not named or named.group(1).startswith("/"):
+    named = re.search(r"No such file or directory: (?:'([^']+)'|\"([^\"]+)\")", evalue)
+    path = (named.group(1) or named.group(2)) if named else ""
+    if not path or path.startswith("/"):
         return ""
-    wanted = Path(named.group(1)).name
-    if context.input_dir is None or not (context.input_dir / wanted).exists():
+    wanted = Path(path).name
+    if wanted in ("", ".", "..") or context.input_dir is None:
+        return ""
+    try:
+        if not (context.input_dir / wanted).is_file():
+            return ""
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not an input file
         return ""
     return (
         f"{wanted} is in input_dir, not in the folder your code runs in: read it as "

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["ColumnSpec", "PredictionSpec", "ProbabilityGroup", "QuantileGroup"]
 
@@ -32,6 +32,17 @@ _KIND_OF = {"int": "whole numbers", "string": "text (quote numbers)"}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_booleans(where: str, values: object) -> object:
+    """Refuse YAML booleans among labels: unquoted ``yes``/``no``/``true``/``on`` load as True/False (and would
+    become 1/0)."""
+    if isinstance(values, list | tuple) and any(isinstance(v, bool) for v in values):
+        raise ValueError(
+            f"{where} holds a boolean ({[v for v in values if isinstance(v, bool)][:3]}): YAML reads unquoted yes, "
+            "no, true, false, on and off as booleans; quote each label ('yes')"
+        )
+    return values
 
 
 class ColumnSpec(_Strict):
@@ -59,6 +70,11 @@ class ColumnSpec(_Strict):
     coerce: bool = False
     reference: Annotated[str, Field(min_length=1)] | None = None
 
+    @field_validator("values", mode="before")
+    @classmethod
+    def _labels_not_booleans(cls, value: object) -> object:
+        return _no_booleans("values", value)
+
     @model_validator(mode="after")
     def _bounds(self) -> ColumnSpec:
         if (self.min is not None or self.max is not None) and self.dtype not in ("int", "float"):
@@ -66,6 +82,8 @@ class ColumnSpec(_Strict):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max}) for column {self.name!r}")
         if self.values is not None:
+            if self.min is not None or self.max is not None:
+                raise ValueError(f"column {self.name!r} is a label (values): give the allowed labels, not min/max")
             if self.dtype not in ("string", "int"):
                 raise ValueError(
                     f"values (a label column) need dtype string or int; column {self.name!r} is {self.dtype}"
@@ -124,6 +142,11 @@ class ProbabilityGroup(_Strict):
     prefix: str = "p_"
     columns: tuple[Annotated[str, Field(min_length=1)], ...] | None = None
     tolerance: Annotated[float, Field(ge=0, le=0.5)] = 1e-3
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_not_booleans(cls, value: object) -> object:
+        return _no_booleans("classes", value)
 
     @model_validator(mode="after")
     def _classes(self) -> ProbabilityGroup:

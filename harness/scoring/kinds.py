@@ -24,7 +24,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from harness.scoring.columns import _are, _clip, _first_id, _parse_column, _plural
+from harness.scoring.columns import _are, _clip, _exact, _first_id, _parse_column, _plural
 from harness.spec import ColumnSpec, PredictionSpec, ProbabilityGroup, QuantileGroup, TaskSpec
 
 __all__ = ["check_groups", "class_values", "parse_column", "perfect_predictions", "truth_columns"]
@@ -187,7 +187,7 @@ def _check_probabilities(group: ProbabilityGroup, values: Mapping[str, pd.Series
     n_bad = int(bad.sum())
     first = int(np.argmax(bad))
     return [
-        f"row id {_first_id(ids, bad)}: probabilities sum to {sums[first]:.6g} ({_span(columns)}); each row must "
+        f"row id {_first_id(ids, bad)}: probabilities sum to {sums[first]:.10g} ({_span(columns)}); each row must "
         f"sum to 1 (within {group.tolerance:g}), {_plural(n_bad, 'row')} {'does' if n_bad == 1 else 'do'} not; "
         "each column holds the probability of its class, so divide each row by its sum "
         "(df[cols] = df[cols].div(df[cols].sum(axis=1), axis=0))"
@@ -208,8 +208,8 @@ def _check_quantiles(group: QuantileGroup, values: Mapping[str, pd.Series], ids:
     pair = int(np.argmax(crossing[first]))
     low, high = columns[pair], columns[pair + 1]
     return [
-        f"row id {_first_id(ids, rows)}: quantiles cross ({low} = {matrix[first, pair]:g} is above "
-        f"{high} = {matrix[first, pair + 1]:g}); a higher level's quantile must not be lower ({_span(columns)}), "
+        f"row id {_first_id(ids, rows)}: quantiles cross ({low} = {_exact(matrix[first, pair])} is above "
+        f"{high} = {_exact(matrix[first, pair + 1])}); a higher level's quantile must not be lower ({_span(columns)}), "
         f"{_plural(n_rows, 'row')} {'crosses' if n_rows == 1 else 'cross'}; sort each row, "
         "e.g. df[cols] = np.sort(df[cols].to_numpy(), axis=1)"
     ]

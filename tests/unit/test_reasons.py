@@ -290,3 +290,27 @@ def test_a_missing_file_that_is_not_an_input_gets_no_hint(context: ReasonContext
     assert (
         hint_for("FileNotFoundError", "[Errno 2] No such file or directory: '/data/train.csv'", "", "", context) == ""
     )
+
+
+def test_a_file_name_too_long_for_the_file_system_gets_no_hint_and_no_crash(context: ReasonContext) -> None:
+    evalue = "[Errno 2] No such file or directory: 'x/" + "a" * 300 + ".csv'"
+    assert hint_for("FileNotFoundError", evalue, "", "", context) == ""
+
+
+@pytest.mark.parametrize("path", [".", "./", ".."])
+def test_the_current_or_parent_folder_is_not_an_input_file(context: ReasonContext, path: str) -> None:
+    assert hint_for("FileNotFoundError", f"[Errno 2] No such file or directory: '{path}'", "", "", context) == ""
+
+
+def test_a_path_python_shows_in_double_quotes_gets_the_hint(context: ReasonContext) -> None:
+    (context.input_dir / "we'ird.csv").write_text("a\n1\n")  # type: ignore[operator]
+    hint = hint_for("FileNotFoundError", '[Errno 2] No such file or directory: "we\'ird.csv"', "", "", context)
+    assert hint.startswith("we'ird.csv is in input_dir")
+
+
+def test_code_with_many_open_brackets_costs_linear_time(context: ReasonContext) -> None:
+    import time
+
+    started = time.perf_counter()
+    hint_for("KeyError", "'dep_delay'", "site-packages/pandas/x.py", "a[" * 200_000, context)
+    assert time.perf_counter() - started < 5  # quadratic, it took minutes

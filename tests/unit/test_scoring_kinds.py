@@ -419,3 +419,46 @@ def test_the_hook_runs_after_the_harness_validation(tmp_path: Path) -> None:
     out = write_predictions(tmp_path / "out", table.to_csv(index=False)).parent
     with pytest.raises(InvalidOutputError, match="'seven' at id t03"):
         evaluate_outputs(spec, out, "test")
+
+
+# -- float rounding and exact numbers (found by a hostile tester) ------------------------------------------------
+def test_probabilities_a_rounding_error_outside_0_1_are_accepted_and_clipped(city: TaskSpec, tmp_path: Path) -> None:
+    frame = perfect(city)
+    frame.loc[0, ["p_drizzle", "p_rain", "p_sun"]] = [0.8, 0.2, 1 - (0.8 + 0.2)]
+    frame.loc[1, ["p_drizzle", "p_rain", "p_sun"]] = [1.0000000000000002, 0.0, 0.0]
+    frame.loc[2, ["p_drizzle", "p_rain", "p_sun"]] = [0.8, 0.2, -2.220446049250313e-16]
+    table = validate(city, frame, tmp_path)
+    assert table["p_drizzle"].iloc[1] == 1.0 and table["p_sun"].iloc[2] == 0.0  # clipped to the bounds
+
+
+def test_a_value_just_outside_its_bound_is_shown_exactly(city: TaskSpec, tmp_path: Path) -> None:
+    frame = perfect(city)
+    frame.loc[5, ["p_drizzle", "p_rain", "p_sun"]] = [1.0000001, 0.0, 0.0]
+    problem = refusal(city, frame, tmp_path)
+    assert "first: 1.0000001 at id t06" in problem
+
+
+def test_crossing_by_a_tiny_amount_shows_both_values_exactly(city: TaskSpec, tmp_path: Path) -> None:
+    frame = perfect(city)
+    frame.loc[4, ["q10", "q50", "q90"]] = [50.000000000001, 50.0, 90.0]
+    assert refusal(city, frame, tmp_path).startswith(
+        "row id t05: quantiles cross (q10 = 50.000000000001 is above q50 = 50)"
+    )
+
+
+@pytest.mark.parametrize("where", ["values", "classes"])
+def test_yaml_booleans_among_labels_are_refused_with_the_fix(where: str) -> None:
+    from harness.spec import ColumnSpec, ProbabilityGroup
+
+    with pytest.raises(ValueError, match="quote each label"):
+        if where == "values":
+            ColumnSpec(name="ok", dtype="string", values=[True, False])  # type: ignore[list-item]
+        else:
+            ProbabilityGroup(target="ok", classes=[True, False])  # type: ignore[list-item]
+
+
+def test_a_label_column_takes_no_bounds() -> None:
+    from harness.spec import ColumnSpec
+
+    with pytest.raises(ValueError, match="give the allowed labels, not min/max"):
+        ColumnSpec(name="digit", dtype="int", values=[0, 1, 2], max=1)
