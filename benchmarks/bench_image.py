@@ -36,20 +36,15 @@ class _NoCacheAPI(DockerAPI):
     """The engine layer, building without the engine's layer cache (a forced build would otherwise reuse it)."""
 
     def build_image(
-        self, context_dir: Path, tag: str, labels: Mapping[str, str], network_mode: str = "none"
+        self,
+        context_dir: Path,
+        tag: str,
+        labels: Mapping[str, str],
+        network_mode: str = "none",
+        *,
+        nocache: bool = True,
     ) -> Iterator[dict[str, Any]]:
-        yield from self.client.build(
-            path=str(context_dir),
-            tag=tag,
-            labels=dict(labels),
-            network_mode=network_mode,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            nocache=True,
-            decode=True,
-            timeout=None,
-        )
+        yield from super().build_image(context_dir, tag, labels, network_mode, nocache=True)
 
 
 def _task(folder: Path, stack: str) -> Path:

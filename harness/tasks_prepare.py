@@ -33,6 +33,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from harness.cache import build_once
 from harness.errors import PrepareError, SpecError
 from harness.settings import get_settings
 from harness.spec import TaskSpec, load_spec
@@ -56,7 +57,6 @@ PACKAGES_FIELD = "data.prepare_packages"
 _PREPARE_TAIL_LINES = 30
 _PIP_TAIL_LINES = 15
 #: Marks a finished environment; an environment folder without it is a leftover and is rebuilt.
-_COMPLETE = ".complete"
 #: Variables that would let the harness's own packages into the prepare script's Python.
 _LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
 
@@ -167,21 +167,15 @@ def prepare_environment(spec: TaskSpec, echo: Echo = print) -> Path:
     root = get_settings().cache_folder() / "prepare-envs"
     env_dir = root / _env_key(packages)
     python = env_dir / "bin" / "python"
-    if (env_dir / _COMPLETE).is_file():
-        return python
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f"{env_dir.name}.lock")):
-        if (env_dir / _COMPLETE).is_file():  # another prepare built it while this one waited
-            return python
-        shutil.rmtree(env_dir, ignore_errors=True)
+
+    def build(folder: Path) -> str:
         shown = ", ".join(packages) if packages else "the standard library only"
-        echo(f"making the prepare environment ({shown}) in {env_dir}")
-        try:
-            _build_environment(spec, env_dir, packages, echo)
-        except BaseException:
-            shutil.rmtree(env_dir, ignore_errors=True)
-            raise
-        (env_dir / _COMPLETE).write_text(json.dumps({"packages": packages, "python": sys.version}), encoding="utf-8")
+        echo(f"making the prepare environment ({shown}) in {folder}")
+        _build_environment(spec, folder, packages, echo)
+        return json.dumps({"packages": packages, "python": sys.version})
+
+    if not build_once(env_dir, build):
+        return python
     logger.info("prepare environment for %s made in %s", packages, env_dir)
     return python
 

@@ -17,15 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
+from harness.cache import build_once
 from harness.errors import ImageError
 from harness.images import IMAGE_PYTHON, cache_dir, download_wheels
 from harness.spec import TaskSpec
@@ -81,37 +79,30 @@ def ensure_task_venv(spec: TaskSpec, *, echo: Echo = print) -> Path:
     """
     packages = task_packages(spec.image)
     dest = venv_dir(packages)
-    if (dest / ".complete").is_file():
-        return _python(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest.parent / f"{dest.name}.lock")):
-        if (dest / ".complete").is_file():
-            return _python(dest)
-        shutil.rmtree(dest, ignore_errors=True)  # an unfinished earlier attempt (no .complete)
-        try:
-            echo(f"making a virtual environment with the task's {len(packages)} package(s) (once, cached)")
-            base = getattr(sys, "_base_executable", sys.executable)
-            _run([base, "-m", "venv", str(dest)], "python -m venv")
-            python = _python(dest)
-            install = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-cache-dir"]
-            if wheels_fit_here():
-                wheels = download_wheels(packages, echo=echo)
-                install += ["--no-index", "--find-links", str(wheels)]
-            _run([*install, *packages], "pip install of the task's packages")
-            _run(
-                [str(python), "-m", "ipykernel", "install", "--prefix", str(dest), "--name", "python3"],
-                "registering the python3 kernel",
-            )
-            site = subprocess.run(
-                [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            if not site or not Path(site).is_dir():
-                raise ImageError(f"the new environment {dest} has no site-packages folder")
-            write_noop_harness(Path(site))
-            (dest / ".complete").write_text("\n".join(packages) + "\n", encoding="utf-8")
-        except BaseException:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise
+
+    def build(folder: Path) -> str:
+        echo(f"making a virtual environment with the task's {len(packages)} package(s) (once, cached)")
+        base = getattr(sys, "_base_executable", sys.executable)
+        _run([base, "-m", "venv", str(folder)], "python -m venv")
+        python = _python(folder)
+        install = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-cache-dir"]
+        if wheels_fit_here():
+            wheels = download_wheels(packages, echo=echo)
+            install += ["--no-index", "--find-links", str(wheels)]
+        _run([*install, *packages], "pip install of the task's packages")
+        _run(
+            [str(python), "-m", "ipykernel", "install", "--prefix", str(folder), "--name", "python3"],
+            "registering the python3 kernel",
+        )
+        site = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if not site or not Path(site).is_dir():
+            raise ImageError(f"the new environment {folder} has no site-packages folder")
+        write_noop_harness(Path(site))
+        return "\n".join(packages) + "\n"
+
+    build_once(dest, build)
     return _python(dest)

@@ -30,6 +30,16 @@ def _predicted_rows(errors: pd.DataFrame, target: ReviewTarget) -> pd.DataFrame:
     return rows
 
 
+def _labelled(errors: pd.DataFrame, target: ReviewTarget) -> tuple[pd.DataFrame, list[str], np.ndarray, np.ndarray]:
+    """The rows with a prediction of a label or probability target, its classes, and the true and predicted
+    classes as text arrays. Raises ValueError for another kind of target."""
+    _need(target, "label", "probabilities")
+    rows = _predicted_rows(errors, target)
+    true = rows[f"{target.name}_true"].astype(str).to_numpy()
+    pred = rows[f"{target.name}_pred"].astype(str).to_numpy()
+    return rows, list(target.classes), true, pred
+
+
 def confusion_table(errors: pd.DataFrame, target: ReviewTarget) -> pd.DataFrame:
     """Counts of (true class, predicted class) over the rows with a prediction (:func:`sklearn.metrics.
     confusion_matrix`); for probabilities the predicted class is the most probable one.
@@ -43,11 +53,7 @@ def confusion_table(errors: pd.DataFrame, target: ReviewTarget) -> pd.DataFrame:
     """
     from sklearn.metrics import confusion_matrix
 
-    _need(target, "label", "probabilities")
-    rows = _predicted_rows(errors, target)
-    classes = list(target.classes)
-    true = rows[f"{target.name}_true"].astype(str).to_numpy()
-    pred = rows[f"{target.name}_pred"].astype(str).to_numpy()
+    _, classes, true, pred = _labelled(errors, target)
     if np.isin(true, classes).any():
         counts = confusion_matrix(true, pred, labels=classes)
     else:  # scikit-learn refuses labels none of which is in y_true
@@ -70,11 +76,7 @@ def class_scores_table(errors: pd.DataFrame, target: ReviewTarget) -> pd.DataFra
     """
     from sklearn.metrics import precision_recall_fscore_support
 
-    _need(target, "label", "probabilities")
-    rows = _predicted_rows(errors, target)
-    classes = list(target.classes)
-    true = rows[f"{target.name}_true"].astype(str).to_numpy()
-    pred = rows[f"{target.name}_pred"].astype(str).to_numpy()
+    rows, classes, true, pred = _labelled(errors, target)
     if len(rows):
         precision, recall, f1, support = precision_recall_fscore_support(true, pred, labels=classes, zero_division=0.0)
     else:

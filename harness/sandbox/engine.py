@@ -192,11 +192,18 @@ class DockerAPI:
                 return {}
 
     def build_image(
-        self, context_dir: Path, tag: str, labels: Mapping[str, str], network_mode: str = "none"
+        self,
+        context_dir: Path,
+        tag: str,
+        labels: Mapping[str, str],
+        network_mode: str = "none",
+        *,
+        nocache: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Build an image from a folder holding a Dockerfile; yields the engine's decoded progress messages.
 
-        Never pulls a newer base (``pull=False``); intermediate containers are always removed.
+        Never pulls a newer base (``pull=False``); intermediate containers are always removed. ``nocache``: build
+        every step again instead of reusing the engine's layer cache (benchmarks).
         """
         with self._errors(f"build {tag}"):
             yield from self.client.build(
@@ -207,6 +214,7 @@ class DockerAPI:
                 rm=True,
                 forcerm=True,
                 pull=False,
+                nocache=nocache,
                 decode=True,
                 timeout=None,
             )
