@@ -32,6 +32,8 @@ Modules, each importing only those above it:
 * :mod:`~harness.scoring.encoding`: naming the encoding of a prediction file that is not UTF-8;
 * :mod:`~harness.scoring.shape`: a prediction file's header and row widths, in time linear in its bytes;
 * :mod:`~harness.scoring.predictions`: :func:`validate_predictions` (bounded read, CSV sniffing, columns, ids);
+* :mod:`~harness.scoring.kept`: a phase's reference with its split masks, and a run's kept predictions aligned to
+  it (:func:`aligned_predictions`), for rescoring, intervals and similarity;
 * :mod:`~harness.scoring.evaluator`: :class:`Evaluator`, :func:`check_metrics`, :func:`load_evaluator`,
   :func:`evaluate_outputs`;
 * :mod:`~harness.scoring.process`: :func:`score_outputs`, the evaluator processes it starts, :class:`EvaluatorPool`.

@@ -23,8 +23,7 @@ import pandas as pd
 
 from harness.errors import EvaluatorError, HarnessError, InvalidOutputError
 from harness.scoring.columns import _plural
-from harness.scoring.predictions import validate_predictions
-from harness.scoring.reference import load_reference
+from harness.scoring.kept import aligned_predictions, load_phase_reference
 from harness.spec import TaskSpec
 
 __all__ = ["Evaluator", "check_metrics", "evaluate_outputs", "load_evaluator"]
@@ -116,19 +115,11 @@ class Evaluator:
         """
         spec = self.spec
         started = time.perf_counter()
-        reference = load_reference(spec, self.phase)
-        split_col = spec.data.split_column
-        id_col = spec.predictions.id_column
-        masks = {split: (reference[split_col] == split).to_numpy() for split in spec.splits(self.phase)}
-        empty = [s for s, m in masks.items() if not m.any()]
-        if empty:
-            raise EvaluatorError(f"the {self.phase} reference has no rows of split(s) {empty}")
+        phase_reference = load_phase_reference(spec, self.phase)
+        reference, masks = phase_reference.reference, phase_reference.masks
         aligned: pd.DataFrame | None = None
         if spec.evaluator.mode == "predictions":
-            predictions = validate_predictions(
-                spec, self.output_dir / spec.predictions.file, expected_ids=reference[id_col]
-            )
-            aligned = predictions.set_index(id_col).reindex(pd.Index(reference[id_col], name=id_col)).reset_index()
+            aligned = aligned_predictions(spec, self.output_dir / spec.predictions.file, reference)
             self._run_check_predictions(aligned)
         results: dict[str, dict[str, float]] = {}
         for split, mask in masks.items():
