@@ -335,6 +335,9 @@ def leaderboard_cmd(
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
     wide: Annotated[bool, typer.Option(help="Show every column (submission hash, timings, ...) in the table.")] = False,
+    similar: Annotated[
+        bool, typer.Option(help="Judges only: add the most similar other team (code or predictions), see `similar`.")
+    ] = False,
 ) -> None:
     """Print or export the leaderboard: one ranked row per team."""
     from harness.ranking import export, leaderboard, resolve_task
@@ -367,7 +370,7 @@ def leaderboard_cmd(
     if fmt == "parquet" and output is None:
         raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
     spec = resolve_task(task)
-    df = leaderboard(spec, db_url=db, home=home, split=split, selection=selection)  # type: ignore[arg-type]
+    df = leaderboard(spec, db_url=db, home=home, split=split, selection=selection, similar=similar)  # type: ignore[arg-type]
     if fmt != "table":
         text = export(df, spec.metrics, fmt, output)
         if text is not None:
@@ -419,6 +422,10 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
     for _, row in identical.iterrows():
         said = visible(f"  {row['team']}: same content as {row['identical_to']}", keep="")
         console.print(said, highlight=False, markup=False)
+    if "similar_to" in shown:
+        for _, row in shown[shown["similar_to"].astype(bool)].iterrows():
+            said = visible(f"  {row['team']}: similar to {row['similar_to']}", keep="")
+            console.print(said, highlight=False, markup=False)
 
 
 # --- teams ---------------------------------------------------------------------------------------------------
@@ -476,6 +483,38 @@ def report_cmd(
     paths = write_report(task, db_url=db, home=home, team=team, out_dir=out, split=split, echo=_echo)
     for path in paths.files():
         console.print(str(path), highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("similar")
+@handle_errors
+def similar_cmd(
+    task: Annotated[str, typer.Argument(help="Task id (found under ./task_specs) or task folder.")],
+    home: HomeOption = None,
+    db: DbOption = None,
+    predictions: Annotated[
+        bool, typer.Option(help="Also compare the teams' kept predictions on the hidden test rows.")
+    ] = True,
+) -> None:
+    """Judges: list pairs of teams with similar code (starter kit code removed) or similar hidden-row predictions.
+
+    Each team's leaderboard submission is compared with every other team's; thresholds are the spec's
+    `similarity:` section. Evidence for judges only: nothing is disqualified, and teams never see it.
+    """
+    from harness.ranking import metric_table, resolve_task
+    from harness.similarity import find_similar, findings_lines
+
+    spec = resolve_task(task)
+    store = _store(db, home)
+    try:
+        board = metric_table(spec, store)
+        runs = store.runs(spec.id, phase="test")
+    finally:
+        store.close()
+    findings = find_similar(
+        spec, runs, home=_home(home), run_ids=[int(r) for r in board["run_id"]], predictions=predictions
+    )
+    for line in findings_lines(findings):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("overview")

@@ -251,6 +251,7 @@ def leaderboard(
     home: Path | None = None,
     split: str = "public",
     selection: Selection | None = None,
+    similar: bool = False,
 ) -> pd.DataFrame:
     """The leaderboard of a task: one ranked row per team (see :func:`metric_table` for the columns).
 
@@ -260,6 +261,9 @@ def leaderboard(
         store: an open store; else one is opened from ``db_url``/``home`` (see :func:`harness.store.resolve_db_url`).
         split: ``public`` or ``private``.
         selection: override the spec's ``best``/``latest`` rule.
+        similar: judges only: add a ``similar_to`` string column after ``identical_to``, the most similar other
+            team over the spec's similarity thresholds (:func:`harness.similarity.find_similar`: reads every
+            team's code and kept predictions, so it takes seconds to minutes).
 
     Raises:
         SpecError: the task cannot be found.
@@ -271,7 +275,13 @@ def leaderboard(
     own = store is None
     store = store or Store(resolve_db_url(db_url, home))
     try:
-        return metric_table(spec, store, split=split, selection=selection)
+        board = metric_table(spec, store, split=split, selection=selection)
+        if similar:
+            from harness.similarity import find_similar, with_similar_column
+
+            runs = store.runs(spec.id, phase="test")
+            board = with_similar_column(board, find_similar(spec, runs, home=home, run_ids=board["run_id"]))
+        return board
     finally:
         if own:
             store.close()
@@ -318,6 +328,7 @@ def display_table(df: pd.DataFrame, metrics: Sequence[MetricSpec]) -> pd.DataFra
         "reason",
         "submission",
         "identical_to",
+        "similar_to",  # only with leaderboard(similar=True)
         "duration_s",
         "peak_memory_mb",
         "submitted_at",

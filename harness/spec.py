@@ -54,6 +54,7 @@ from harness.spec_predictions import (
     QuantileGroup,
     _Strict,
 )
+from harness.spec_similarity import SimilaritySpec
 
 __all__ = [
     "DEFAULT_SPLITS",
@@ -70,6 +71,7 @@ __all__ = [
     "ProbabilityGroup",
     "QuantileGroup",
     "ReportSpec",
+    "SimilaritySpec",
     "SubmissionSpec",
     "TaskSpec",
     "load_spec",
@@ -324,6 +326,7 @@ class TaskSpec(_Strict):
     baseline: str | None = None
     leaderboard: LeaderboardSpec = LeaderboardSpec()
     report: ReportSpec = ReportSpec()
+    similarity: SimilaritySpec = SimilaritySpec()
 
     _task_dir: Path = PrivateAttr(default=Path("."))
     _spec_hash: str = PrivateAttr(default="")
