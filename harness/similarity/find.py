@@ -54,6 +54,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The template folder of a task's starter kit (:data:`harness.starter.TEMPLATE_DIR`).
+STARTER_TEMPLATE_DIR = "starter"
+#: The code blocks the starter kit's README adds for the self-check (:mod:`harness.starter`), as Markdown.
+SELF_CHECK_CODE = '\n```python\nimport harness\nharness.check("task", "solution.ipynb")\n```\n'
 _FENCED = re.compile(r"^```(?:python|py|ipython)\s*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -113,14 +117,12 @@ class SimilarityFindings:
 def starter_documents(spec: TaskSpec) -> list[CodeDocument]:
     """The starter kit's code, boilerplate that never counts: the template folder's ``.py`` files and notebook
     cells, the Python blocks of the task's README (and of the kit's self-check section), and the evaluator."""
-    from harness.starter import _SELF_CHECK, TEMPLATE_DIR
-
     documents = []
-    template = spec.task_dir / TEMPLATE_DIR
+    template = spec.task_dir / STARTER_TEMPLATE_DIR
     if template.is_dir():
         documents.append(extract_code(template))
     readme = spec.task_dir / "README.md"
-    text = (readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else "") + _SELF_CHECK
+    text = (readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else "") + SELF_CHECK_CODE
     blocks = [(f"README block {i}", block) for i, block in enumerate(_FENCED.findall(text), start=1)]
     documents.append(text_document(blocks))
     if spec.evaluator_path.is_file():
