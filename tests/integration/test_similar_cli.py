@@ -173,7 +173,9 @@ def test_similar_lists_copied_code_and_copied_predictions_but_not_starter_code(
     board = json.loads(_harness("leaderboard", str(minimal_task), "--similar", "--format", "json", home=home).stdout)
     similar_to = {row["team"]: row["similar_to"] for row in board}
     assert similar_to["disguised"].startswith("original (code") and similar_to["original"].startswith("disguised")
-    assert similar_to["noisy"].startswith("original (predictions") and similar_to["mean"] == ""
+    # original and disguised write the same predictions: noisy's closest is either of them
+    assert similar_to["noisy"].split(" (")[0] in ("original", "disguised") and "(predictions" in similar_to["noisy"]
+    assert similar_to["mean"] == ""
     plain = json.loads(_harness("leaderboard", str(minimal_task), "--format", "json", home=home).stdout)
     assert "similar_to" not in plain[0]  # only behind --similar
 
