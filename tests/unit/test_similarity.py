@@ -285,3 +285,26 @@ def test_the_boilerplate_is_what_the_starter_kit_holds() -> None:
     assert starter.TEMPLATE_DIR == STARTER_TEMPLATE_DIR
     assert SELF_CHECK_CODE.strip("\n").split("\n")[1:3] == ["import harness", 'harness.check("task", "solution.ipynb")']
     assert 'import harness\nharness.check("task", "solution.ipynb")' in starter._SELF_CHECK
+
+
+def test_the_shortlist_drops_no_pair_that_comparing_every_pair_would_list(nyc, tmp_path: Path) -> None:
+    from harness.similarity.code import boilerplate_hashes, compare, fingerprint
+    from harness.spec import SimilaritySpec
+
+    spec = nyc.model_copy(update={"similarity": SimilaritySpec(code_threshold=0.2, min_matched_chars=50)})
+    documents = {f"{d.parent.name}/{d.name}": extract_code(d) for d in sorted(EXAMPLES.parent.glob("*/*"))}
+    documents["copier"] = extract_code(disguised_copy(EXAMPLES / "gbm-notebook" / "solution.ipynb", tmp_path / "c"))
+    boiler = starter_documents(spec)
+    listed, compared = code_pairs(spec, documents, boiler)
+    rules = spec.similarity
+    hashes = boilerplate_hashes(boiler, noise_chars=rules.noise_chars)
+    teams = sorted(documents)
+    prints = [fingerprint(documents[t], noise_chars=25, window=rules.window, boilerplate=hashes) for t in teams]
+    every = {
+        (teams[i], teams[j])
+        for i in range(len(teams))
+        for j in range(i + 1, len(teams))
+        if (m := compare(prints[i], prints[j])).similarity >= 0.2 and m.matched_chars >= 50
+    }
+    assert len(every) >= 3 and compared < len(teams) * (len(teams) - 1) // 2
+    assert {(p.team_a, p.team_b) for p in listed} == every
