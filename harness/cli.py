@@ -465,6 +465,10 @@ def report_cmd(
     db: DbOption = None,
     split: Annotated[str, typer.Option(help="Test split the leaderboard shows: public or private.")] = "public",
     out: Annotated[Path | None, typer.Option("--out", help="Report folder (default: reports/<task id>).")] = None,
+    templates: Annotated[
+        Path | None,
+        typer.Option(help="Folder of your own leaderboard.ipynb / submission_review.ipynb (default: the harness's)."),
+    ] = None,
 ) -> None:
     """Execute the judges' notebooks with papermill and export them to HTML (code hidden); print the paths.
 
@@ -473,7 +477,9 @@ def report_cmd(
     """
     from harness.report import write_report
 
-    paths = write_report(task, db_url=db, home=home, team=team, out_dir=out, split=split, echo=_echo)
+    paths = write_report(
+        task, db_url=db, home=home, team=team, out_dir=out, split=split, echo=_echo, templates_dir=templates
+    )
     for path in paths.files():
         console.print(str(path), highlight=False, markup=False, soft_wrap=True)
 
