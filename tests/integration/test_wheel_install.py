@@ -24,6 +24,7 @@ import sysconfig
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -107,6 +108,19 @@ def test_every_role_with_the_installed_wheel(installed: Path, tmp_path: Path, te
     assert "team-a" in board and "team-b" in board
     report = _run([harness, "report", "minimal", "--home", "judging"], cwd=org, env=env)
     assert (org / "reports" / "minimal" / "leaderboard.html").is_file(), report
+    own = org / "our-notebooks"  # an organiser's own template, run with the same parameters
+    own.mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_code_cell("task = ''", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('our own page for', task)"),
+    ]
+    nbformat.write(notebook, own / "leaderboard.ipynb")
+    argv = [harness, "report", "minimal", "--home", "judging", "--templates", str(own), "--out", "own-report"]
+    _run(argv, cwd=org, env=env)
+    executed = nbformat.read(org / "own-report" / "leaderboard.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0].text.startswith("our own page for "), executed.cells[-1]
 
     # team: a starter kit, then a self-check of its notebook from inside the kit
     _run([harness, "starter", task, "kit"], cwd=org, env=env)

@@ -68,3 +68,14 @@ def test_report_notebooks_are_package_data() -> None:
     assert NOTEBOOKS_DIR.parts[-3:] == ("harness", "report", "templates")
     for name in (LEADERBOARD_NOTEBOOK, REVIEW_NOTEBOOK):
         assert json.loads((NOTEBOOKS_DIR / name).read_text())["nbformat"] == 4
+
+
+def test_own_report_templates_folder_must_hold_the_notebook(tmp_path: Path) -> None:
+    from harness.report.errors import ReportError
+    from harness.report.run import _template
+
+    assert _template(LEADERBOARD_NOTEBOOK) == NOTEBOOKS_DIR / LEADERBOARD_NOTEBOOK
+    (tmp_path / LEADERBOARD_NOTEBOOK).write_text("{}")
+    assert _template(LEADERBOARD_NOTEBOOK, tmp_path) == tmp_path / LEADERBOARD_NOTEBOOK
+    with pytest.raises(ReportError, match=r"submission_review.ipynb is missing: a templates folder holds .*copy them"):
+        _template(REVIEW_NOTEBOOK, tmp_path)
