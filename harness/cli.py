@@ -165,6 +165,21 @@ def task_validate(
         raise typer.Exit(1)
 
 
+@task_app.command("new")
+@handle_errors
+def task_new(
+    task_id: Annotated[str, typer.Argument(help="Id of the new task (lower-case letters, digits, dashes).")],
+    kind: Annotated[str, typer.Option(help="Kind of task: regression, classification, forecast or files.")],
+    root: Annotated[Path, typer.Option(help="Folder to write task_specs/, evaluators/, examples/ into.")] = Path("."),
+) -> None:
+    """Write the skeleton of a new task (spec, README, prepare.py, evaluator, starter notebook, examples) that
+    `harness task validate` passes as written; every placeholder to replace is marked TODO(author)."""
+    from harness.skeleton import new_task
+
+    task_dir = new_task(task_id, kind, root)
+    console.print(f"task skeleton written to {task_dir}; next: `harness task prepare {task_dir}`", highlight=False)
+
+
 @image_app.command("build")
 @handle_errors
 def image_build(
@@ -472,6 +487,10 @@ def report_cmd(
     db: DbOption = None,
     split: Annotated[str, typer.Option(help="Test split the leaderboard shows: public or private.")] = "public",
     out: Annotated[Path | None, typer.Option("--out", help="Report folder (default: reports/<task id>).")] = None,
+    templates: Annotated[
+        Path | None,
+        typer.Option(help="Folder of your own leaderboard.ipynb / submission_review.ipynb (default: the harness's)."),
+    ] = None,
 ) -> None:
     """Execute the judges' notebooks with papermill and export them to HTML (code hidden); print the paths.
 
@@ -480,7 +499,9 @@ def report_cmd(
     """
     from harness.report import write_report
 
-    paths = write_report(task, db_url=db, home=home, team=team, out_dir=out, split=split, echo=_echo)
+    paths = write_report(
+        task, db_url=db, home=home, team=team, out_dir=out, split=split, echo=_echo, templates_dir=templates
+    )
     for path in paths.files():
         console.print(str(path), highlight=False, markup=False, soft_wrap=True)
 

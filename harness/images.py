@@ -342,7 +342,7 @@ def ensure_base_image(echo: Echo = print, *, api: ImageAPI | None = None) -> str
         if not shutil.which("debootstrap"):
             raise ImageError(
                 "debootstrap is not installed: `apt-get install -y debootstrap` "
-                "(scripts/ensure-docker.sh does it), or pass --base with a local image"
+                "(as root), or pass --base with a local image"
             )
         mirror = get_settings().debian_mirror
         started = time.monotonic()

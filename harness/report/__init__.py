@@ -1,6 +1,6 @@
-"""Judges' reports: the parameterised notebooks in ``notebooks/``, executed with papermill, exported to HTML.
+"""Judges' reports: the parameterised notebooks in ``templates/``, executed with papermill, exported to HTML.
 
-:func:`write_report` runs ``notebooks/leaderboard.ipynb`` (and, for one team, ``notebooks/submission_review.ipynb``)
+:func:`write_report` runs ``templates/leaderboard.ipynb`` (and, for one team, ``templates/submission_review.ipynb``)
 in a kernel of the harness's own Python, writes the executed notebooks into ``reports/<task>/`` and exports each to
 a self-contained HTML page with the code hidden and the plots embedded as images. The other modules are the small
 toolbox those notebooks call, so that what they show is computed by tested code:

@@ -1,4 +1,5 @@
-"""Running the judges' notebooks: papermill executes the templates in ``notebooks/`` into ``reports/<task>/``.
+"""Running the judges' notebooks: papermill executes the templates (package data, ``harness/report/templates/``, or
+an organiser's own folder) into ``reports/<task>/``.
 
 :func:`write_report` checks there is something to report (before any kernel starts), passes the store URL to the
 kernels (a password through the environment, never into a notebook), runs each notebook in a ``python3`` kernel of
@@ -15,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Folder of the notebook templates (``leaderboard.ipynb``, ``submission_review.ipynb``): ``notebooks/`` of the
-#: source checkout, beside the ``harness`` package (this file is ``harness/report/run.py``).
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
+#: Folder of the notebook templates (``leaderboard.ipynb``, ``submission_review.ipynb``): package data of
+#: ``harness.report`` (``templates/``), found with :mod:`importlib.resources`, so a wheel install has them too.
+NOTEBOOKS_DIR = Path(str(resources.files("harness.report").joinpath("templates")))
 LEADERBOARD_NOTEBOOK = "leaderboard.ipynb"
 REVIEW_NOTEBOOK = "submission_review.ipynb"
 #: Kernel the report notebooks run in; it is made to resolve to this interpreter (``sys.executable``).
@@ -85,6 +87,7 @@ def write_report(
     link_base: str | None = None,
     cell_timeout_s: float = 600.0,
     echo: Callable[[str], object] | None = None,
+    templates_dir: Path | None = None,
 ) -> ReportPaths:
     """Execute the judges' notebooks of a task with papermill and export them to HTML.
 
@@ -109,6 +112,8 @@ def write_report(
             path relative to ``home``; default links relative to ``out_dir``.
         cell_timeout_s: limit of one notebook cell, in seconds.
         echo: called with one progress line before each notebook runs (the CLI prints them on stderr).
+        templates_dir: a folder of one's own notebook templates (``leaderboard.ipynb``, and
+            ``submission_review.ipynb`` for ``team``), run with the same parameters; default :data:`NOTEBOOKS_DIR`.
 
     Returns:
         The paths written.
@@ -150,7 +155,7 @@ def write_report(
         leaderboard_nb = out / LEADERBOARD_NOTEBOOK
         say(f"executing {LEADERBOARD_NOTEBOOK} for {spec.id} ({split} split)")
         _execute(
-            _template(LEADERBOARD_NOTEBOOK),
+            _template(LEADERBOARD_NOTEBOOK, templates_dir),
             leaderboard_nb,
             common,
             kernel_manager_class=kernel_manager_class,
@@ -163,7 +168,7 @@ def write_report(
             say(f"executing {REVIEW_NOTEBOOK} for team {team!r}")
             params = {**common, "team": team, "group_by": list(group_by) if group_by is not None else None}
             _execute(
-                _template(REVIEW_NOTEBOOK),
+                _template(REVIEW_NOTEBOOK, templates_dir),
                 review_nb,
                 params,
                 kernel_manager_class=kernel_manager_class,
@@ -202,12 +207,21 @@ def _check_results(spec: TaskSpec, url: str, team: str | None) -> None:
         store.close()
 
 
-def _template(name: str) -> Path:
+def _template(name: str, templates_dir: Path | None = None) -> Path:
+    if templates_dir is not None:
+        path = Path(templates_dir) / name
+        if not path.is_file():
+            raise ReportError(
+                f"report notebook {path} is missing: a templates folder holds {LEADERBOARD_NOTEBOOK} (and "
+                f"{REVIEW_NOTEBOOK} for --team); copy them from {NOTEBOOKS_DIR} to start your own"
+            )
+        return path
     path = NOTEBOOKS_DIR / name
     if not path.is_file():
         raise ReportError(
-            f"report notebook {path} is missing; the harness's notebooks/ folder must sit beside the harness "
-            "package (install the harness from its source tree, e.g. `pip install -e .`)"
+            f"report notebook {path} is missing from the installed harness package (its package data); "
+            "reinstall the harness (`pip install --force-reinstall hackathon-harness`, or `pip install -e .` "
+            "from a source checkout)"
         )
     return path
 

@@ -21,8 +21,9 @@ __all__ = ["ENGINE_HELP", "BindMount", "ContainerSpec", "DockerAPI", "EngineAPI"
 
 #: How to get an engine; part of every :class:`EngineUnavailableError`.
 ENGINE_HELP = (
-    "Start or install a Docker engine: as root on Debian run `bash scripts/ensure-docker.sh` (installs and "
-    "starts docker.io), otherwise install Docker (https://docs.docker.com/engine/install/) and make sure "
+    "Start or install a Docker engine: as root on Debian run `apt-get install -y docker.io` and start `dockerd` "
+    "(in a source checkout `bash scripts/ensure-docker.sh` does both), otherwise install Docker "
+    "(https://docs.docker.com/engine/install/) and make sure "
     "`docker info` works for your user. Without Docker, run with `--sandbox process` (no isolation)."
 )
 

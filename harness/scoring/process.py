@@ -17,6 +17,7 @@ import os
 import pickle
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -228,9 +229,14 @@ class EvaluatorPool:
 
 
 def _evaluator_env() -> dict[str, str]:
+    """The child's environment: this one, with the folder holding ``harness/`` first on ``PYTHONPATH`` when the
+    package comes from a source tree (an installed package is in the child's own site-packages already, which must
+    not move ahead of the standard library), and one thread per BLAS pool."""
     package_root = str(Path(__file__).resolve().parents[2])  # the folder holding harness/
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    installed = {str(Path(p).resolve()) for p in (*site.getsitepackages(), site.getusersitepackages())}
+    if package_root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, "1")  # keeps the address space of the BLAS thread pools small
     return env
