@@ -27,7 +27,7 @@ from harness.scoring.columns import _are, _clip, _fmt, _plural
 from harness.scoring.encoding import eight_bit_encoding, wide_encoding
 from harness.scoring.kinds import check_groups, parse_column
 from harness.scoring.reference import load_reference
-from harness.scoring.shape import Header, read_header, scan_rows
+from harness.scoring.shape import Header, narrow_body, read_header, scan_rows
 from harness.spec import TaskSpec
 
 __all__ = ["not_a_regular_file", "validate_predictions"]
@@ -251,7 +251,7 @@ def validate_predictions(
     _sniff_text(data, name, spec)
     header = read_header(data, name)
     required = [c.name for c in pspec.all_columns]
-    unique_names = len(set(header.names)) == len(header.names)
+    unique_names = len(header.name_set) == len(header.names)
     duplicated = [] if unique_names else sorted(h for h, n in Counter(header.names).items() if n > 1)
     if duplicated:
         raise InvalidOutputError(
@@ -259,7 +259,7 @@ def validate_predictions(
             [f"the header names column(s) {', '.join(repr(_clip(d)) for d in duplicated[:10])} more than once"],
         )
     no_header_hint = ""
-    if not set(required) & set(header.names) and (len(header.names) < 2 or any(_is_number(h) for h in header.names)):
+    if not any(c in header.name_set for c in required) and (len(header.names) < 2 or any(_is_number(h) for h in header.names)):
         no_header_hint = (
             f"none of the required columns ({', '.join(required)}) is in the first line "
             f"{header.line[:80]!r}; the file needs a CSV header row. {_how_to_write(spec)}"
@@ -364,8 +364,8 @@ def _read_columns(data: bytes, header: Header, required: list[str], rows: int, n
 def _wanted(header: Header, required: list[str]) -> tuple[list[int], dict[int, str]]:
     """The positions of the required columns the header names (the first column when it names none), and
     their names by position."""
-    names = set(header.names)  # names are unique (checked before); index() finds each of the few required ones
-    usecols = sorted(header.names.index(c) for c in required if c in names) or [0]
+    # names are unique (checked before); index() finds each of the few required ones
+    usecols = sorted(header.names.index(c) for c in required if c in header.name_set) or [0]
     return usecols, {i: header.names[i] for i in usecols}
 
 
@@ -382,11 +382,16 @@ def _read_fast(data: bytes, header: Header, required: list[str]) -> pd.DataFrame
     Returns:
         As :func:`_read_columns`, or ``None``.
     """
-    if not 2 <= len(header.names) <= _ARROW_MAX_COLUMNS or header.newline != 10:
-        return None
-    if data.find(b'"', header.body_start) >= 0:
+    if len(header.names) < 2 or header.newline != 10 or data.find(b'"', header.body_start) >= 0:
         return None
     usecols, labels = _wanted(header, required)
+    if len(header.names) > _ARROW_MAX_COLUMNS:
+        body = narrow_body(data, header, usecols)
+        if body is None:
+            return None
+        narrow = Header(names=[*(labels[i] for i in usecols), ""], line="", body_start=0, newline=10)
+        frame = _read_with_arrow(body, narrow, list(range(len(usecols))))
+        return None if frame is None else frame.set_axis([labels[i] for i in usecols], axis=1)
     frame = _read_with_arrow(data, header, usecols)
     return None if frame is None else frame.rename(columns=labels)
 
