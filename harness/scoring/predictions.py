@@ -125,8 +125,9 @@ def _read_bounded(path: Path, name: str, max_mb: int) -> bytes:
             )
         chunks = []
         remaining = limit + 1
+        step = max(info.st_size + 1, 1 << 20)  # one read as a rule: join then returns it without a copy
         while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 20))
+            chunk = os.read(fd, min(remaining, step))
             if not chunk:
                 break
             chunks.append(chunk)
@@ -438,6 +439,39 @@ def _same_ids(raw: pd.Series, expected_ids: Sequence[Any] | pd.Series | pd.Index
     return bool(pc.all(pc.equal(mine, theirs)).as_py()) and theirs.null_count == 0
 
 
+def _blank(raw: pd.Series) -> np.ndarray:
+    """``(raw.str.strip() == "").to_numpy()``: which values are empty or only whitespace, as bools.
+
+    When every value is non-empty and its bytes are all printable ASCII but the space (0x21 to 0x7F), none can
+    be blank, whatever counts as whitespace: one vectorised pass over the text's bytes (about 0.5 ms per million
+    short ids) instead of a stripped copy of every value (about 10 ms). Any other column takes the exact test.
+    """
+    import pyarrow as pa
+
+    try:
+        text = pa.array(raw, type=pa.large_string(), from_pandas=True)  # zero-copy for a pandas text column
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        text = None
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    if all(_printable(chunk) for chunk in chunks):
+        return np.zeros(len(raw), dtype=bool)
+    return (raw.str.strip() == "").to_numpy()
+
+
+def _printable(chunk: Any) -> bool:
+    """True when ``chunk`` is an Arrow large-string array without nulls whose every value is one or more bytes
+    of 0x21 to 0x7F."""
+    import pyarrow as pa
+
+    if not isinstance(chunk, pa.LargeStringArray) or chunk.null_count:
+        return False
+    if not len(chunk):
+        return True
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
+    body = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return bool(np.diff(offsets).min() > 0) and not ((body - np.uint8(0x21)) >= 0x5F).any()
+
+
 def _as_text(values: np.ndarray) -> pd.Series | np.ndarray:
     """Object ids as a pandas text column when every one is a ``str`` (factorising Arrow-backed text is about
     twice as fast as Python objects), else unchanged."""
@@ -456,7 +490,7 @@ def _parse_ids(
     id_col = spec.predictions.id_column
     dtype = next(c.dtype for c in spec.predictions.columns if c.name == id_col)
     problems: list[str] = []
-    empty = (raw.str.strip() == "").to_numpy()
+    empty = _blank(raw)
     if empty.any():
         problems.append(
             f"{_plural(int(empty.sum()), 'row')} {'has' if empty.sum() == 1 else 'have'} an empty "

@@ -801,3 +801,21 @@ def test_a_valid_wide_plain_file_is_cut_to_its_spec_columns_without_the_general_
     assert frame["y"].tolist() == [str(3 * x + 1) for _, x in rows]
     crlf = _wide_files(rows)["valid, wide, CRLF, blank lines, no final line end"]
     assert _read_fast(crlf, read_header(crlf, "predictions.csv"), ["id", "y"]) is not None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["a", "b"], ["a", ""], [" ", "x"], ["\u3000", "y"], ["a\x1f", "\x1c"], ["\xa0"], ["o k"], ["é"], ["\x7f", "!~"]],
+)
+def test_the_blank_id_check_agrees_with_strip_on_every_kind_of_whitespace(values: list[str]) -> None:
+    """The byte-level shortcut of the empty-id check answers as ``str.strip() == ""`` does, chunked or not."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from harness.scoring.predictions import _blank
+
+    plain = pd.Series(values, dtype=str)
+    sliced = pd.Series(["zz", *values], dtype=str)[1:].reset_index(drop=True)
+    chunked = pa.chunked_array([pa.array(["q"], pa.large_string()), pa.array(values, pa.large_string())]).to_pandas()
+    for raw in (plain, sliced, chunked):
+        assert _blank(raw).tolist() == (raw.str.strip() == "").tolist()
