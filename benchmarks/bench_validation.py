@@ -23,6 +23,7 @@ Usage: ``python benchmarks/bench_validation.py [--runs 3] [--mb 8]``.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -104,6 +105,7 @@ def main() -> None:
         ("1,000,000 rows, ids shuffled", lambda p: long_file(p, 1_000_000, 0, shuffled=True)),
     ]
     table = []
+    started_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         for label, make in shapes:
             path = Path(tmp) / label.replace(" ", "_").replace(",", "") / "predictions.csv"
@@ -117,7 +119,11 @@ def main() -> None:
             plain = timed(lambda path=path: pd.read_csv(path, dtype=str, keep_default_na=False), 1)
             table.append((label, size, seconds, read, plain, outcome))
             path.unlink()
-    print(f"Median of {args.runs} runs (plain pandas: 1 run); per MB = seconds / file size in MiB.\n")
+    before = os.getloadavg()[0]
+    print(
+        f"Median of {args.runs} runs (plain pandas: 1 run); per MB = seconds / file size in MiB. "
+        f"Load average (1 min) {started_load:.2f} at the start, {before:.2f} at the end, on {os.cpu_count()} CPUs.\n"
+    )
     print(
         "| shape | MiB | validate_predictions (s/MB) | read bytes (s/MB) | plain pandas.read_csv (s/MB) | "
         "validation / plain read | outcome |"

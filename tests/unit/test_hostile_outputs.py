@@ -760,6 +760,7 @@ def _wide_files(rows: list[tuple[str, int]], extra: int = 1500) -> dict[str, byt
     files["wide: a missing id, an empty one, a padded one, text in y"] = ("\n".join(bad) + "\n").encode()
     files["wide: no y column"] = ("\n".join([lines[0].replace(",y,", ",z,"), *lines[1:]]) + "\n").encode()
     files["wide: header only"] = (lines[0] + "\n").encode()
+    files["valid, wide, thousands of blank lines"] = ("\n".join(lines) + "\n" * 5000).encode()
     return files
 
 
@@ -801,6 +802,8 @@ def test_a_valid_wide_plain_file_is_cut_to_its_spec_columns_without_the_general_
     assert frame["y"].tolist() == [str(3 * x + 1) for _, x in rows]
     crlf = _wide_files(rows)["valid, wide, CRLF, blank lines, no final line end"]
     assert _read_fast(crlf, read_header(crlf, "predictions.csv"), ["id", "y"]) is not None
+    blank = _wide_files(rows)["valid, wide, thousands of blank lines"]  # a loop pass per line: the general path
+    assert _read_fast(blank, read_header(blank, "predictions.csv"), ["id", "y"]) is None
 
 
 @pytest.mark.parametrize(
