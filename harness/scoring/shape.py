@@ -5,13 +5,16 @@ name of any of them); :func:`scan_rows` counts the fields of every line in vecto
 of the bytes (commas and line ends inside double quotes are not counted), so a file of 200,000 columns or 5,000,000
 rows costs the same per MB as a plain one. :mod:`harness.scoring.predictions` then asks pandas for the spec's
 columns only (``usecols``): pandas' own check of row widths is skipped for columns it does not convert, so the
-widths found here are what refuses a row with an unquoted comma.
+widths found here are what refuses a row with an unquoted comma. :func:`narrow_body` cuts a wide, quote-free
+file down to the spec's columns (its lines' widths checked on the way) for Arrow's reader, at the cost of
+``memchr`` per byte.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 import numpy as np
@@ -19,7 +22,7 @@ import numpy as np
 from harness.errors import InvalidOutputError
 from harness.scoring.columns import _fmt
 
-__all__ = ["MAX_COLUMNS", "Header", "RowShape", "read_header", "scan_rows"]
+__all__ = ["MAX_COLUMNS", "Header", "RowShape", "narrow_body", "read_header", "scan_rows"]
 
 #: Most columns a prediction file's header may name. A task needs a handful (a probability group one per class);
 #: past this the file is refused before any column is parsed, which keeps a header's cost in memory bounded.
@@ -27,6 +30,8 @@ MAX_COLUMNS: Final = 100_000
 _CHUNK: Final = 4 * 1024 * 1024  # bytes per vectorised pass of scan_rows
 _QUOTED: Final = re.compile(r'"[^"]*"?')
 _COMMA, _QUOTE, _LF, _CR = 44, 34, 10, 13
+#: A wanted field this many fields or fewer from an end of its line is found by bytes.find; farther, numpy scans.
+_FIND_FIELDS: Final = 64
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class Header:
     line: str
     body_start: int
     newline: int
+
+    @cached_property
+    def name_set(self) -> frozenset[str]:
+        """The names as a set, built once (a header may name 100,000 columns)."""
+        return frozenset(self.names)
 
 
 @dataclass(frozen=True)
@@ -228,3 +238,70 @@ def _count(
         first_over,
         first_over_fields,
     )
+
+
+def narrow_body(data: bytes, header: Header, usecols: list[int]) -> bytes | None:
+    """The fields ``usecols`` of every line of a wide, quote-free file, as a small CSV body, or ``None``.
+
+    A line of the result holds the line's fields at ``usecols`` (in that order), then one empty field, so that no
+    line of it is empty (Arrow skips empty lines); blank lines (empty, or only ``\\r``) are left out. Each line's
+    commas are counted with :meth:`bytes.count` and the wanted fields found with :meth:`bytes.find` from the
+    nearer end of the line (numpy on the line's bytes when a wanted field lies more than :data:`_FIND_FIELDS`
+    fields from both ends), so the cost per byte is that of ``memchr``, whatever the number of columns: meant for
+    headers of more than about 1,000 names, where a line is at least 2 KB and the loop over lines is short.
+
+    Args:
+        data: the whole file, UTF-8 text with no double quote after the header.
+        header: its header (``\\n`` line ends).
+        usecols: sorted positions of the columns to keep.
+
+    Returns:
+        The body, or ``None`` (the caller then takes the general path, whose messages say what is wrong, or
+        which skips blank lines at numpy speed) when there are more lines than ``2 * bytes / width``, or when a
+        non-blank line has a field count other than the header's, or a ``\\r`` inside (a line end to Arrow and
+        pandas).
+    """
+    width = len(header.names)
+    size = len(data)
+    if data.count(b"\n", header.body_start) > 2 * (size - header.body_start) // width + 16:
+        return None  # many short (blank) lines: one pass of the loop each would cost far more than their bytes
+    far = any(_FIND_FIELDS < i < width - 1 - _FIND_FIELDS for i in usecols)
+    head = max((i for i in usecols if i <= _FIND_FIELDS), default=-1) + 1  # fields found from the line's start
+    tail = width - min((i for i in usecols if i > _FIND_FIELDS), default=width)  # and from its end
+    out: list[bytes] = []
+    pos = header.body_start
+    while pos < size:
+        end = data.find(b"\n", pos)
+        end = size if end < 0 else end
+        stop = end - 1 if end > pos and data[end - 1] == _CR else end  # the line without its \r
+        if stop > pos:
+            if data.count(b",", pos, stop) != width - 1 or data.find(b"\r", pos, stop) >= 0:
+                return None
+            if far:
+                line = np.frombuffer(data, dtype=np.uint8, count=stop - pos, offset=pos)
+                cuts = [pos - 1, *(np.flatnonzero(line == _COMMA) + pos).tolist(), stop]
+                out.append(b",".join([data[cuts[i] + 1 : cuts[i + 1]] for i in usecols]) + b",")
+            else:
+                out.append(_near_fields(data, pos, stop, width, usecols, head, tail) + b",")
+        pos = end + 1
+    return b"\n".join([*out, b""]) if out else b""
+
+
+def _near_fields(data: bytes, start: int, stop: int, width: int, usecols: list[int], head: int, tail: int) -> bytes:
+    """The fields ``usecols`` of the line ``data[start:stop]`` (``width`` fields, quote-free), comma-joined, each
+    among its first ``head`` or last ``tail`` fields: found with ``head`` finds and ``tail`` reverse finds."""
+    cuts = [start - 1]  # cuts[j]: the comma before field j (start - 1 for the first); cuts[j + 1], the one after
+    for _ in range(head):
+        comma = data.find(b",", cuts[-1] + 1, stop)
+        cuts.append(stop if comma < 0 else comma)
+    ends = [stop]  # ends[b]: the end of the b-th field from the line's end; ends[b + 1], the comma before it
+    for _ in range(tail):
+        ends.append(data.rfind(b",", start, ends[-1]))
+    parts = []
+    for i in usecols:
+        if i < head:
+            parts.append(data[cuts[i] + 1 : cuts[i + 1]])
+        else:
+            back = width - 1 - i
+            parts.append(data[ends[back + 1] + 1 : ends[back]])
+    return b",".join(parts)

@@ -719,7 +719,49 @@ def _plain_files(rows: list[tuple[str, int]]) -> dict[str, bytes]:
         "valid, a whitespace-only line (skipped as blank)": ("id,y\n" + "\n".join([*body, " "]) + "\n").encode(),
         "header only": b"id,y\n",
         "no y column": ("id,z\n" + "\n".join(body) + "\n").encode(),
+        **_wide_files(rows),
     }
+
+
+def _wide_files(rows: list[tuple[str, int]], extra: int = 1500) -> dict[str, bytes]:
+    """Quote-free files wider than Arrow's own limit (their spec columns are cut out of each line first), valid
+    and not: the spec's columns first, last, or one in the middle; CRLF, blank lines, rows of the wrong width."""
+    half = extra // 2
+    names = [f"c{i}" for i in range(extra)]
+    headers = {
+        "first": ",".join(["id", "y", *names]),
+        "last": ",".join([*names, "id", "y"]),
+        "middle": ",".join([*names[:half], "id", *names[half:], "y", "tail"]),
+    }
+
+    def row(rid: str, y: str, order: str = "first") -> str:
+        if order == "first":
+            return ",".join([rid, y, *["0"] * extra])
+        if order == "last":
+            return ",".join([*["0"] * extra, rid, y])
+        return ",".join([*["0"] * half, rid, *["0"] * (extra - half), y, "0"])
+
+    files: dict[str, bytes] = {}
+    for order, header in headers.items():
+        lines = [header, *(row(rid, str(3 * x + 1), order) for rid, x in rows)]
+        files[f"valid, {extra:,} extra columns, spec columns {order}"] = ("\n".join(lines) + "\n").encode()
+        narrower = [*lines[:-1], lines[-1].rsplit(",", 1)[0]]
+        short = f"wide ({order}): a row narrower than the header"  # valid when it lacks an extra column only
+        files[f"valid, {short}" if order != "last" else short] = ("\n".join(narrower) + "\n").encode()
+        wider = [*lines, row("zzz", "1", order) + ",9"]
+        files[f"wide ({order}): a row wider than the header"] = ("\n".join(wider) + "\n").encode()
+    lines = [headers["first"], *(row(rid, str(3 * x + 1)) for rid, x in rows)]
+    files["valid, wide, CRLF, blank lines, no final line end"] = "\r\n".join(
+        [lines[0], "", *lines[1:3], "", *lines[3:]]
+    ).encode()
+    stray = [*lines[:2], lines[2].replace(",0,", ",\r,", 1), *lines[3:]]
+    files["wide: a carriage return inside a row"] = ("\n".join(stray) + "\n").encode()
+    bad = [lines[0], row("", "1"), row(rows[1][0], "seven"), row(f" {rows[2][0]}", "7"), *lines[5:]]
+    files["wide: a missing id, an empty one, a padded one, text in y"] = ("\n".join(bad) + "\n").encode()
+    files["wide: no y column"] = ("\n".join([lines[0].replace(",y,", ",z,"), *lines[1:]]) + "\n").encode()
+    files["wide: header only"] = (lines[0] + "\n").encode()
+    files["valid, wide, thousands of blank lines"] = ("\n".join(lines) + "\n" * 5000).encode()
+    return files
 
 
 def _outcome(spec: TaskSpec, path: Path) -> tuple[str, Any]:
@@ -743,3 +785,40 @@ def test_the_arrow_fast_path_gives_the_pandas_paths_outcome(
     slow = _outcome(spec, path)
     assert fast == slow
     assert fast[0] == ("valid" if case.startswith("valid") else "refused")
+
+
+@pytest.mark.parametrize("order", ["first", "last", "middle"])
+def test_a_valid_wide_plain_file_is_cut_to_its_spec_columns_without_the_general_path(
+    rows: list[tuple[str, int]], order: str
+) -> None:
+    """The wide cases above do take the fast path (and the parity test compares it), not the pandas fallback."""
+    from harness.scoring.predictions import _read_fast
+    from harness.scoring.shape import read_header
+
+    data = _wide_files(rows)[f"valid, 1,500 extra columns, spec columns {order}"]
+    frame = _read_fast(data, read_header(data, "predictions.csv"), ["id", "y"])
+    assert frame is not None
+    assert frame["id"].tolist() == [rid for rid, _ in rows]
+    assert frame["y"].tolist() == [str(3 * x + 1) for _, x in rows]
+    crlf = _wide_files(rows)["valid, wide, CRLF, blank lines, no final line end"]
+    assert _read_fast(crlf, read_header(crlf, "predictions.csv"), ["id", "y"]) is not None
+    blank = _wide_files(rows)["valid, wide, thousands of blank lines"]  # a loop pass per line: the general path
+    assert _read_fast(blank, read_header(blank, "predictions.csv"), ["id", "y"]) is None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["a", "b"], ["a", ""], [" ", "x"], ["\u3000", "y"], ["a\x1f", "\x1c"], ["\xa0"], ["o k"], ["é"], ["\x7f", "!~"]],
+)
+def test_the_blank_id_check_agrees_with_strip_on_every_kind_of_whitespace(values: list[str]) -> None:
+    """The byte-level shortcut of the empty-id check answers as ``str.strip() == ""`` does, chunked or not."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from harness.scoring.predictions import _blank
+
+    plain = pd.Series(values, dtype=str)
+    sliced = pd.Series(["zz", *values], dtype=str)[1:].reset_index(drop=True)
+    chunked = pa.chunked_array([pa.array(["q"], pa.large_string()), pa.array(values, pa.large_string())]).to_pandas()
+    for raw in (plain, sliced, chunked):
+        assert _blank(raw).tolist() == (raw.str.strip() == "").tolist()
