@@ -34,10 +34,14 @@ __all__ = [
     "NEEDS_RERUN",
     "RESCORABLE",
     "Staleness",
+    "check_runs",
     "current_image_id",
+    "current_inputs",
     "evaluator_files",
     "file_sha256",
     "folder_sha256",
+    "prepare_guard",
+    "stale_report",
     "stale_summary",
     "staleness",
     "task_inputs",
@@ -293,3 +297,49 @@ def stale_report(spec: TaskSpec, store: Any, *, phase: str = "test") -> list[str
         line.replace("rescore TASK", f"rescore {spec.task_dir}").replace("run TASK_DIR", f"run {spec.task_dir}")
         for line in lines
     ]
+
+
+def prepare_guard(store: Any, *, force: bool, echo: Any = print) -> Any:
+    """A ``guard`` for :func:`harness.tasks_prepare.prepare_task`: refuse new data under a task's scored runs.
+
+    Args:
+        store: the results store (a :class:`~harness.store.Store`) whose active runs the data would change under.
+        force: replace the data anyway (the message then says what to do next).
+        echo: called with that message when forced.
+
+    Returns:
+        ``guard(spec, changed)``, raising :class:`~harness.errors.PrepareError` when the task has active runs in
+        ``store`` and ``force`` is false.
+    """
+    from harness.errors import PrepareError
+
+    def guard(spec: TaskSpec, changed: list[str]) -> None:
+        runs = [run for phase in PHASES for run in store.runs(spec.id, phase=phase)] if store.has_task(spec.id) else []
+        if not runs:
+            return
+        references = {spec.data.references[p] for p in spec.data.references}
+        inputs = [str(spec.data.inputs[p]).rstrip("/") + "/" for p in spec.data.inputs]
+        ref_changed = [name for name in changed if name in references]
+        input_changed = [name for name in changed if any(name.startswith(prefix) for prefix in inputs)]
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        what = []
+        if ref_changed:
+            what.append("reference data (then `harness rescore` scores the kept predictions again)")
+        if input_changed:
+            what.append("input data (then only `harness run --rerun` makes the scores current)")
+        said = (
+            f"this prepare would change {len(changed)} file(s) of {spec.id}'s data ({shown}) under {len(runs)} "
+            f"scored run(s) in the store at {store._safe_url()}"
+            + (f"; it changes the {' and the '.join(what)}" if what else "")
+        )
+        if force:
+            echo(f"--force: {said}; replacing it")
+            return
+        raise PrepareError(
+            f"{said}. The new data was discarded and the old data kept: a prepare script should give the same data "
+            "every time. Give --force to replace it anyway",
+            str(spec.prepare_path),
+            "data.prepare",
+        )
+
+    return guard
