@@ -39,6 +39,7 @@ from harness.settings import get_settings
 from harness.spec import TaskSpec, load_spec
 
 __all__ = [
+    "MANIFEST_FILE",
     "PACKAGES_FIELD",
     "file_hashes",
     "file_sha256",
@@ -273,11 +274,19 @@ def run_prepare(spec: TaskSpec, out: Path, echo: Echo = print, timeout_s: float 
         )
 
 
+#: File name of the prepared data's manifest, inside the data root (not a file of the data: no hash covers it).
+MANIFEST_FILE = ".harness-manifest.json"
+
+
 def manifest_path(spec: TaskSpec) -> Path:
-    """Where :func:`prepare_task` records the prepared data's hashes: ``.<data root's name>.manifest.json`` beside
-    the data root (``task_specs/<id>/.data.manifest.json``; outside the data, so no hash covers itself)."""
-    root = spec.data_root
-    return root.parent / f".{root.name}.manifest.json"
+    """Where :func:`prepare_task` records the prepared data's hashes: :data:`MANIFEST_FILE` in the data root
+    (``task_specs/<id>/data/.harness-manifest.json``: ``{"task", "prepared_at", "files": {path: sha256}}``)."""
+    return spec.data_root / MANIFEST_FILE
+
+
+def _data_hashes(root: Path) -> dict[str, str]:
+    """:func:`file_hashes` of a data root without its manifest."""
+    return {name: sha for name, sha in file_hashes(root).items() if name != MANIFEST_FILE}
 
 
 def _changed_files(old: dict[str, str], new: dict[str, str]) -> list[str]:
@@ -351,7 +360,7 @@ def prepare_task(
             run_prepare(spec, build, echo, timeout_s)
             echo(f"prepare finished in {time.monotonic() - started:.1f} s: {summarise_files(build)}")
             new = file_hashes(build)
-            before = file_hashes(root) if root.is_dir() else None
+            before = _data_hashes(root) if root.is_dir() else None
             if before == new:
                 echo(f"the data is unchanged; kept {root}")
                 shutil.rmtree(build)
