@@ -12,6 +12,7 @@ from spec_fixtures import perfect_predictions, toy_spec, write_predictions, writ
 from harness.errors import EvaluatorError, InvalidOutputError, PrepareError, StoreError
 from harness.provenance import (
     evaluator_files,
+    file_sha256,
     prepare_guard,
     stale_summary,
     staleness,
@@ -157,3 +158,59 @@ def test_score_many_reports_a_broken_evaluator_for_every_folder(tmp_path: Path) 
     good = write_predictions(tmp_path / "good", perfect_predictions()).parent
     outcomes = score_many(spec, [good, good], "test", workers=1)
     assert all(isinstance(o, EvaluatorError) and "broken import" in str(o) for o in outcomes)
+
+
+def test_rescore_task_scores_kept_predictions_again_and_refuses_what_it_cannot_trust(tmp_path: Path) -> None:
+    from harness.record import RunRecord
+    from harness.rescoring import rescore_task
+
+    spec = toy_spec(tmp_path / "task")
+    inputs = task_inputs(spec, "test")
+    store = Store(f"sqlite:///{tmp_path / 'results.sqlite'}")
+    store.ensure_task(spec.id, spec.title, spec.spec_hash)
+    kept = {
+        "good": perfect_predictions(),
+        "shrunk": perfect_predictions(),  # valid when scored; then the evaluator's check refuses it (see below)
+        "tampered": perfect_predictions(),
+        "crashed": None,
+    }
+    for team, text in kept.items():
+        artifacts = tmp_path / "artifacts" / team
+        predictions = write_predictions(artifacts / "output", text or "")
+        sub_id, _ = store.register_submission(spec.id, team, team * 8, source=team, kind="script", entry="main.py")
+        status = Status.FAILED if text is None else Status.SUCCEEDED
+        scores = {} if text is None else {"public": {"mae": 9.0, "within_1": 0.0}, "private": {"mae": 9.0}}
+        recorded = {**inputs, "image_id": "", "predictions": file_sha256(predictions)}
+        store.finish_run(
+            store.start_run(sub_id, "test"),
+            RunRecord(
+                task_id=spec.id, phase="test", team=team, content_hash=team * 8, kind="script", status=status,
+                scores=scores, artifacts_dir=str(artifacts), provenance={"inputs": recorded},
+            ),
+        )  # fmt: skip
+    (tmp_path / "artifacts" / "tampered" / "output" / "predictions.csv").write_text("id,y\nt01,0\n")
+    # The evaluator now refuses the "shrunk" team's file (standing in for a stricter check).
+    spec.evaluator_path.write_text(
+        spec.evaluator_path.read_text() + "\n\ndef _refuse(self, predictions):\n"
+        "    if self.output_dir.parent.name == 'shrunk':\n"
+        "        from harness.scoring import InvalidOutputError\n"
+        "        raise InvalidOutputError('refused', ['shrunk predictions are not accepted any more'])\n"
+        f"\n{spec.evaluator.class_name}.check_predictions = _refuse\n"
+    )
+    try:
+        summary = rescore_task(load_spec(tmp_path / "task"), store, workers=1)
+        active = {run.team: run for run in store.runs(spec.id)}
+        history = store.runs(spec.id, active_only=False)
+    finally:
+        store.close()
+    assert sorted(item.team for item in summary.rescored) == ["good", "shrunk"]
+    assert {team for team, _run, _why in summary.skipped} == {"tampered", "crashed"}
+    assert any("changed since it was scored" in why for team, _run, why in summary.skipped if team == "tampered")
+    assert active["good"].status is Status.SUCCEEDED and active["good"].scores["public"]["mae"] == 0.0
+    assert active["shrunk"].status is Status.INVALID_OUTPUT
+    assert "shrunk predictions are not accepted any more" in active["shrunk"].reason
+    assert active["tampered"].scores["public"]["mae"] == 9.0  # untouched
+    assert len(history) == 6
+    lines = summary.lines()
+    assert any(line.startswith("good: mae (public) 9 -> 0") for line in lines)
+    assert lines[-1].startswith("2 run(s) of toy-delays rescored") and "no team code was run" in lines[-1]
