@@ -63,6 +63,7 @@ bench: setup
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_validation.py
 	$(PY) benchmarks/bench_similar.py
+	$(PY) benchmarks/bench_rescore.py
 
 clean:
 	rm -rf .harness reports build *.egg-info

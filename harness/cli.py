@@ -138,12 +138,52 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log deb
 # --- task authors --------------------------------------------------------------------------------------------
 @task_app.command("prepare")
 @handle_errors
-def task_prepare(task_dir: Annotated[Path, typer.Argument(help="Task folder holding task.yaml.")]) -> None:
-    """Build the task's data (public, inputs, hidden references) with its prepare script."""
+def task_prepare(
+    task_dir: Annotated[Path, typer.Argument(help="Task folder holding task.yaml.")],
+    force: Annotated[bool, typer.Option(help="Replace the data even when it changes under scored runs.")] = False,
+    home: HomeOption = None,
+    db: DbOption = None,
+) -> None:
+    """Build the task's data (public, inputs, hidden references) with its prepare script; record its hashes.
+
+    A prepare whose data differs from the data the store's runs were scored on is refused without --force.
+    """
+    from harness.provenance import prepare_guard
     from harness.tasks import prepare_task
 
-    out = prepare_task(task_dir, echo=_echo)
+    store = _existing_store(db, home)
+    try:
+        guard = prepare_guard(store, force=force, echo=_echo) if store is not None else None
+        out = prepare_task(task_dir, echo=_echo, guard=guard)
+    finally:
+        if store is not None:
+            store.close()
     console.print(f"data ready in {out}")
+
+
+def _existing_store(db: str | None, home: Path | None) -> Store | None:
+    """The results store if there is one (a SQLite file that does not exist is not created), else ``None``."""
+    from harness.settings import get_settings
+
+    url = get_settings().store_url(db, home)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None
+    return _store(db, home)
+
+
+def _print_stale(spec: Any, db: str | None, home: Path | None, phase: str = "test") -> None:
+    """Say on stderr which active results are stale and why (issue 14); nothing when all are current."""
+    from harness.provenance import stale_report
+
+    store = _existing_store(db, home)
+    if store is None:
+        return
+    try:
+        lines = stale_report(spec, store, phase=phase)
+    finally:
+        store.close()
+    for line in lines:
+        err_console.print(visible(f"stale: {line}", keep=""), highlight=False, markup=False, soft_wrap=True)
 
 
 @task_app.command("validate")
@@ -329,6 +369,7 @@ def run(
     finally:
         store.close()
     console.print(summary.message(), highlight=False, soft_wrap=True)
+    _print_stale(spec, db, home, phase)
 
 
 @app.command("leaderboard")
@@ -386,6 +427,7 @@ def leaderboard_cmd(
         raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
     spec = resolve_task(task)
     df = leaderboard(spec, db_url=db, home=home, split=split, selection=selection, similar=similar)  # type: ignore[arg-type]
+    _print_stale(spec, db, home)
     if fmt != "table":
         text = export(df, spec.metrics, fmt, output)
         if text is not None:
@@ -410,6 +452,8 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
 
     shown = display_table(df, spec.metrics)
     columns = ["rank", "team", *[m.name for m in spec.metrics], "status"]
+    if "stale" in shown and shown["stale"].fillna("").astype(bool).any():
+        columns.append("stale")  # what changed since these scores were made (see `harness rescore`)
     if wide:
         columns += ["submission", "identical_to", "duration_s", "peak_memory_mb", "submitted_at"]
     labels = {m.name: m.label or m.name for m in spec.metrics}
@@ -441,6 +485,65 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
         for _, row in shown[shown["similar_to"].astype(bool)].iterrows():
             said = visible(f"  {row['team']}: similar to {row['similar_to']}", keep="")
             console.print(said, highlight=False, markup=False)
+
+
+@app.command("rescore")
+@handle_errors
+def rescore_cmd(
+    task: Annotated[str, typer.Argument(help="Task id (found under ./task_specs) or task folder.")],
+    team: Annotated[str | None, typer.Option(help="Only this team's active runs.")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split whose score changes are shown (every split is scored again).")
+    ] = None,
+    phase: Annotated[str, typer.Option(help="test (judging) or validation.")] = "test",
+    home: HomeOption = None,
+    db: DbOption = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Evaluator processes at once (default: cores).")] = None,
+) -> None:
+    """Score the kept predictions of every active run again with the current evaluator and reference.
+
+    No team code runs and no sandbox starts. Old scores stay in the history; the new ones become active.
+    """
+    from harness.ranking import resolve_task
+    from harness.rescoring import rescore_task
+
+    spec = resolve_task(task)
+    store = _store(db, home)
+    try:
+        summary = rescore_task(spec, store, team=team, phase=phase, split=split, workers=workers)
+    finally:
+        store.close()
+    for line in summary.lines():
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("verify")
+@handle_errors
+def verify_cmd(
+    run_id: Annotated[int, typer.Argument(help="Run to verify (run_id in `harness leaderboard --format json`).")],
+    task: Annotated[
+        str | None, typer.Option(help="Task folder or id (default: the run's task under ./task_specs).")
+    ] = None,
+    home: HomeOption = None,
+    db: DbOption = None,
+    sandbox: Annotated[str, typer.Option(help="docker (isolating, default) or process (no isolation).")] = "docker",
+) -> None:
+    """Run one recorded submission again in a fresh sandbox: are its predictions byte-identical, its scores equal?
+
+    Nothing is written to the store. Exit 0 when the run reproduced, 1 when it did not.
+    """
+    from harness.ranking import resolve_task
+    from harness.verify import verify_run
+
+    store = _store(db, home)
+    try:
+        result = verify_run(store, run_id, home=_home(home), spec=resolve_task(task) if task else None, sandbox=sandbox)
+    finally:
+        store.close()
+    for line in result.lines():
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if not result.reproduced:
+        raise typer.Exit(1)
 
 
 # --- teams ---------------------------------------------------------------------------------------------------
@@ -497,8 +600,10 @@ def report_cmd(
     Explore them in JupyterLab: `.venv/bin/jupyter lab --ServerApp.root_dir=. --ContentsManager.allow_hidden=True
     reports/TASK/leaderboard.ipynb` (from the project folder, so links to the run artifacts work).
     """
+    from harness.ranking import resolve_task
     from harness.report import write_report
 
+    _print_stale(resolve_task(task), db, home)
     paths = write_report(
         task, db_url=db, home=home, team=team, out_dir=out, split=split, echo=_echo, templates_dir=templates
     )

@@ -217,6 +217,7 @@ def evaluate_opened(
     team: str = "",
     image: str | None = None,
     evaluators: EvaluatorPool | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Run an opened submission in a sandbox, validate its outputs and score them.
 
@@ -234,6 +235,8 @@ def evaluate_opened(
         image: image to run (default: the task's image, ``spec.image_tag``).
         evaluators: score in a process taken from this pool (the caller creates and closes it); ``None`` starts
             a fresh evaluator process.
+        inputs: the task-level hashes of :func:`harness.provenance.task_inputs` (computed once per batch); kept as
+            ``provenance["inputs"]`` with the run's ``image_id`` and ``predictions`` added. ``None``: not recorded.
 
     Returns:
         The :class:`RunRecord`.
@@ -271,6 +274,8 @@ def evaluate_opened(
             "phase": phase,
         },
     )
+    if inputs is not None:
+        record.provenance["inputs"] = {**inputs, "image_id": "", "predictions": ""}
     input_dir = spec.input_dir(phase)
     if not input_dir.is_dir():
         record.reason = f"the task's {phase} input {input_dir} is missing; run `harness task prepare {spec.task_dir}`"
@@ -319,6 +324,8 @@ def evaluate_opened(
     record.peak_memory_mb = result.peak_memory_mb
     record.exit_code = result.exit_code
     record.provenance["image_id"] = result.image_id
+    if inputs is not None:
+        record.provenance["inputs"]["image_id"] = result.image_id or ""
     record.notes.extend(result.warnings)  # e.g. "does not isolate" (process) or "output size polled" (no root)
     if result.dropped:
         shown = ", ".join(f"{path} ({kind})" for path, kind in result.dropped[:5])
@@ -354,6 +361,10 @@ def evaluate_opened(
 
     from harness.scoring import score_outputs
 
+    if inputs is not None:
+        from harness.provenance import file_sha256
+
+        record.provenance["inputs"]["predictions"] = file_sha256(output_dir / spec.predictions.file)
     scoring_started = time.monotonic()
     try:
         record.scores = score_outputs(spec, output_dir, phase, pool=evaluators)

@@ -16,6 +16,7 @@ The rules, in one place:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import defaultdict
@@ -49,6 +50,8 @@ METRIC_TABLE_COLUMNS: dict[str, str] = {
     "peak_memory_mb": "float64",
     "identical_to": "string",  # other teams whose submission has the same content hash ("" if none)
     "run_id": "Int64",
+    "stale": "string",  # what changed since the run was scored ("" when current; see harness.provenance)
+    "inputs": "object",  # the hashes of what produced the scores (provenance["inputs"]: a dict, or None)
 }
 
 Selection = Literal["best", "latest"]
@@ -135,6 +138,8 @@ def runs_table(runs: Iterable[ScoredRun], metrics: Sequence[MetricSpec], *, spli
             "peak_memory_mb": run.peak_memory_mb if run.peak_memory_mb is not None else np.nan,
             "identical_to": ", ".join(same),
             "run_id": run.run_id,
+            "stale": "",
+            "inputs": run.provenance.get("inputs"),
         }
         split_scores = run.scores.get(split, {})
         for metric in metrics:
@@ -228,6 +233,10 @@ def metric_table(
             "Run `harness run TASK_DIR SUBMISSIONS_DIR` first (with the same --home/--db)."
         )
     df = runs_table(runs, metric_specs, split=split)
+    if spec is not None:
+        from harness.provenance import check_runs
+
+        df["stale"] = pd.array([s.describe() for s in check_runs(spec, runs, phase=phase)], dtype="string")
     scored = df[df["status"] == Status.SUCCEEDED]
     missing = [m.name for m in metric_specs if len(scored) and scored[m.name].isna().all()]
     if missing:
@@ -325,6 +334,7 @@ def display_table(df: pd.DataFrame, metrics: Sequence[MetricSpec]) -> pd.DataFra
         "team",
         *[m.name for m in metrics],
         "status",
+        "stale",
         "reason",
         "submission",
         "identical_to",
@@ -372,6 +382,8 @@ def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path
     """
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if fmt in ("parquet", "csv") and "inputs" in df:  # a dict per row: nested in json, JSON text in a cell here
+        df = df.assign(inputs=df["inputs"].map(lambda v: json.dumps(v, sort_keys=True) if v else "").astype("string"))
     if fmt == "parquet":
         if path is None:
             raise ValueError("parquet needs --output PATH")

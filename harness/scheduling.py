@@ -346,6 +346,9 @@ def run_batch(
     finished_before_stop: list[cf.Future[RunRecord]] = []
     # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
     evaluators = EvaluatorPool(workers) if scheduler_address is None else None
+    from harness.provenance import task_inputs
+
+    inputs = task_inputs(spec, phase)  # what scores depend on, hashed once per batch (issue 14)
     try:
         with evaluators if evaluators is not None else contextlib.nullcontext():
             while waiting or futures:
@@ -366,6 +369,7 @@ def run_batch(
                         sandbox=shared or sandbox,
                         team=job.team,
                         evaluators=evaluators,
+                        inputs=inputs,
                     )
                     futures[future] = job
                     hooks.run_started(team=job.team, content_hash=job.opened.content_hash)

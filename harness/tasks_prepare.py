@@ -39,9 +39,11 @@ from harness.settings import get_settings
 from harness.spec import TaskSpec, load_spec
 
 __all__ = [
+    "MANIFEST_FILE",
     "PACKAGES_FIELD",
     "file_hashes",
     "file_sha256",
+    "manifest_path",
     "prepare_environment",
     "prepare_task",
     "run_prepare",
@@ -77,14 +79,6 @@ def file_hashes(root: Path) -> dict[str, str]:
         path.relative_to(root).as_posix(): file_sha256(path)
         for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
     }
-
-
-def _tree_digest(root: Path) -> str:
-    """sha256 over every file's relative path and bytes below ``root``."""
-    digest = hashlib.sha256()
-    for name, sha in file_hashes(root).items():
-        digest.update(name.encode() + b"\0" + sha.encode() + b"\0")
-    return digest.hexdigest()
 
 
 def summarise_files(folder: Path, *, list_up_to: int = 8) -> str:
@@ -280,7 +274,43 @@ def run_prepare(spec: TaskSpec, out: Path, echo: Echo = print, timeout_s: float 
         )
 
 
-def prepare_task(task_dir: str | Path, echo: Echo = print, *, timeout_s: float | None = None) -> Path:
+#: File name of the prepared data's manifest, inside the data root (not a file of the data: no hash covers it).
+MANIFEST_FILE = ".harness-manifest.json"
+
+
+def manifest_path(spec: TaskSpec) -> Path:
+    """Where :func:`prepare_task` records the prepared data's hashes: :data:`MANIFEST_FILE` in the data root
+    (``task_specs/<id>/data/.harness-manifest.json``: ``{"task", "prepared_at", "files": {path: sha256}}``)."""
+    return spec.data_root / MANIFEST_FILE
+
+
+def _data_hashes(root: Path) -> dict[str, str]:
+    """:func:`file_hashes` of a data root without its manifest."""
+    return {name: sha for name, sha in file_hashes(root).items() if name != MANIFEST_FILE}
+
+
+def _changed_files(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Relative names added, removed or changed between two :func:`file_hashes`, sorted."""
+    return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
+
+
+def _write_manifest(spec: TaskSpec, hashes: dict[str, str]) -> None:
+    import datetime as dt
+
+    path = manifest_path(spec)
+    record = {"task": spec.id, "prepared_at": dt.datetime.now(dt.UTC).isoformat(), "files": hashes}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def prepare_task(
+    task_dir: str | Path,
+    echo: Echo = print,
+    *,
+    timeout_s: float | None = None,
+    guard: Callable[[TaskSpec, list[str]], None] | None = None,
+) -> Path:
     """Build a task's data by running its prepare script, atomically.
 
     Runs the script (see :func:`run_prepare`) into ``OUT``, a fresh folder beside the data root. Only when the
@@ -293,13 +323,19 @@ def prepare_task(task_dir: str | Path, echo: Echo = print, *, timeout_s: float |
         task_dir: the task folder (holding task.yaml).
         echo: called with each progress line and each line the script prints.
         timeout_s: stop the script after this many seconds (``None``: no limit).
+        guard: called as ``guard(spec, changed)`` with the relative names of the files the new data would add,
+            remove or change, before it replaces existing data; raising there keeps the old data (the new build is
+            removed). ``harness task prepare`` refuses so when scored runs exist, unless ``--force``.
+
+    Every prepare that ends with data in place records its files' sha256 in :func:`manifest_path`.
 
     Returns:
         The absolute data root (``spec.data_root``), now holding the prepared data.
 
     Raises:
         SpecError: the spec is invalid or the prepare script is missing.
-        PrepareError: a prepare package cannot be installed, or the script fails or exceeds ``timeout_s``.
+        PrepareError: a prepare package cannot be installed, or the script fails or exceeds ``timeout_s``; or
+            the guard refused.
     """
     spec = load_spec(task_dir)
     if not spec.prepare_path.is_file():
@@ -323,15 +359,21 @@ def prepare_task(task_dir: str | Path, echo: Echo = print, *, timeout_s: float |
             started = time.monotonic()
             run_prepare(spec, build, echo, timeout_s)
             echo(f"prepare finished in {time.monotonic() - started:.1f} s: {summarise_files(build)}")
-            if root.is_dir() and _tree_digest(root) == _tree_digest(build):
+            new = file_hashes(build)
+            before = _data_hashes(root) if root.is_dir() else None
+            if before == new:
                 echo(f"the data is unchanged; kept {root}")
                 shutil.rmtree(build)
+                _write_manifest(spec, new)
                 return root
+            if before is not None and guard is not None:
+                guard(spec, _changed_files(before, new))
             old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
             if root.exists():
                 root.rename(old)
             build.rename(root)
             shutil.rmtree(old, ignore_errors=True)
+            _write_manifest(spec, new)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
             raise

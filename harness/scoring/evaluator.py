@@ -23,7 +23,7 @@ import pandas as pd
 
 from harness.errors import EvaluatorError, HarnessError, InvalidOutputError
 from harness.scoring.columns import _plural
-from harness.scoring.kept import aligned_predictions, load_phase_reference
+from harness.scoring.kept import PhaseReference, aligned_predictions, load_phase_reference
 from harness.spec import TaskSpec
 
 __all__ = ["Evaluator", "check_metrics", "evaluate_outputs", "load_evaluator"]
@@ -100,9 +100,13 @@ class Evaluator:
         """
 
     # -- lifecycle ------------------------------------------------------------------------------------------
-    def evaluate(self) -> dict[str, dict[str, float]]:
+    def evaluate(self, phase_reference: PhaseReference | None = None) -> dict[str, dict[str, float]]:
         """Load, validate (the harness's checks, then :meth:`check_predictions`, on the whole table), split, score
         each split and check the metrics.
+
+        Args:
+            phase_reference: the phase's reference already loaded (:func:`~harness.scoring.kept.load_phase_reference`),
+                for scoring many runs in one process (rescoring); ``None`` loads it.
 
         Returns:
             ``{split: {metric: value}}`` with the splits in the spec's order and the metrics in the spec's order.
@@ -115,7 +119,7 @@ class Evaluator:
         """
         spec = self.spec
         started = time.perf_counter()
-        phase_reference = load_phase_reference(spec, self.phase)
+        phase_reference = phase_reference or load_phase_reference(spec, self.phase)
         reference, masks = phase_reference.reference, phase_reference.masks
         aligned: pd.DataFrame | None = None
         if spec.evaluator.mode == "predictions":

@@ -5,6 +5,7 @@
 """
 
 from harness.status import FINAL_STATUSES, STATUSES, Status
+from harness.store.rescored import record_rescored, run_by_id
 from harness.store.results import (
     LEASE_STALE_S,
     NewSubmission,
@@ -36,5 +37,7 @@ __all__ = [
     "TeamRow",
     "default_home",
     "dumps_provenance",
+    "record_rescored",
     "resolve_db_url",
+    "run_by_id",
 ]
