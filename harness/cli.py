@@ -335,6 +335,10 @@ def leaderboard_cmd(
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
     wide: Annotated[bool, typer.Option(help="Show every column (submission hash, timings, ...) in the table.")] = False,
+    intervals: Annotated[
+        bool,
+        typer.Option(help="Paired bootstrap intervals, rank ranges and tie groups (--no-intervals: faster)."),
+    ] = True,
 ) -> None:
     """Print or export the leaderboard: one ranked row per team."""
     from harness.ranking import export, leaderboard, resolve_task
@@ -367,7 +371,7 @@ def leaderboard_cmd(
     if fmt == "parquet" and output is None:
         raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
     spec = resolve_task(task)
-    df = leaderboard(spec, db_url=db, home=home, split=split, selection=selection)  # type: ignore[arg-type]
+    df = leaderboard(spec, db_url=db, home=home, split=split, selection=selection, intervals=intervals)  # type: ignore[arg-type]
     if fmt != "table":
         text = export(df, spec.metrics, fmt, output)
         if text is not None:
@@ -392,6 +396,8 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
 
     shown = display_table(df, spec.metrics)
     columns = ["rank", "team", *[m.name for m in spec.metrics], "status"]
+    if "ci" in shown:  # paired bootstrap intervals of the primary metric (harness.ranking_intervals)
+        columns[2 + len(spec.metrics) : 2 + len(spec.metrics)] = ["ci", "ranks", "group"]
     if wide:
         columns += ["submission", "identical_to", "duration_s", "peak_memory_mb", "submitted_at"]
     labels = {m.name: m.label or m.name for m in spec.metrics}
@@ -419,6 +425,11 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
     for _, row in identical.iterrows():
         said = visible(f"  {row['team']}: same content as {row['identical_to']}", keep="")
         console.print(said, highlight=False, markup=False)
+    if "intervals" in df and df["intervals"].notna().any():
+        from harness.ranking_intervals import separability
+
+        console.print(f"ci, ranks, group: {df['intervals'].dropna().iloc[0]}", highlight=False, markup=False)
+        console.print(visible(separability(df), keep=""), highlight=False, markup=False)
 
 
 # --- teams ---------------------------------------------------------------------------------------------------

@@ -251,6 +251,7 @@ def leaderboard(
     home: Path | None = None,
     split: str = "public",
     selection: Selection | None = None,
+    intervals: bool = False,
 ) -> pd.DataFrame:
     """The leaderboard of a task: one ranked row per team (see :func:`metric_table` for the columns).
 
@@ -260,6 +261,8 @@ def leaderboard(
         store: an open store; else one is opened from ``db_url``/``home`` (see :func:`harness.store.resolve_db_url`).
         split: ``public`` or ``private``.
         selection: override the spec's ``best``/``latest`` rule.
+        intervals: add paired bootstrap intervals, rank ranges and tie groups
+            (:func:`harness.ranking_intervals.add_intervals`; reads every ranked team's kept predictions).
 
     Raises:
         SpecError: the task cannot be found.
@@ -271,7 +274,12 @@ def leaderboard(
     own = store is None
     store = store or Store(resolve_db_url(db_url, home))
     try:
-        return metric_table(spec, store, split=split, selection=selection)
+        table = metric_table(spec, store, split=split, selection=selection)
+        if intervals:
+            from harness.ranking_intervals import add_intervals
+
+            table = add_intervals(table, spec, store, split=split)
+        return table
     finally:
         if own:
             store.close()
@@ -324,6 +332,12 @@ def display_table(df: pd.DataFrame, metrics: Sequence[MetricSpec]) -> pd.DataFra
     ]
     out["duration_s"] = out["duration_s"].round(1)
     out["peak_memory_mb"] = out["peak_memory_mb"].round(0)
+    if "rank_best" in out:  # paired bootstrap intervals (harness.ranking_intervals)
+        from harness.ranking_intervals import display_intervals
+
+        primary = next(m for m in metrics if m.primary)
+        out = out.join(display_intervals(df, primary.name, primary.precision))
+        columns[2 + len(metrics) : 2 + len(metrics)] = ["ci", "ranks", "group"]
     return out[[c for c in columns if c in out]]
 
 
@@ -378,6 +392,9 @@ def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path
             text = _text_cells(shown, _markdown_cell).to_markdown(index=False)
         else:
             text = _text_cells(shown, visible).to_html(index=False, border=0)
+        if "intervals" in df and df["intervals"].notna().any():  # how the intervals were made, seed included
+            note = f"ci, ranks, group: {df['intervals'].dropna().iloc[0]} (see README: reading intervals)"
+            text += f"\n\n{note}\n" if fmt == "markdown" else f"\n<p>{note}</p>\n"
     else:
         raise ValueError(f"unknown format {fmt!r}; expected table, csv, markdown, html, parquet or json")
     if path is not None:
