@@ -260,7 +260,8 @@ def leaderboard(
             ``task_specs/<id>`` of the current folder if present, for metric directions and precision).
         store: an open store; else one is opened from ``db_url``/``home`` (see :func:`harness.store.resolve_db_url`).
         split: ``public`` or ``private``.
-        selection: override the spec's ``best``/``latest`` rule.
+        selection: override the spec's ``best``/``latest`` rule (on the public board under
+            ``leaderboard.public_rule: ladder`` the Ladder picks each team's shown run instead).
         intervals: add paired bootstrap intervals, rank ranges and tie groups
             (:func:`harness.ranking_intervals.add_intervals`; reads every ranked team's kept predictions).
 
@@ -275,6 +276,10 @@ def leaderboard(
     store = store or Store(resolve_db_url(db_url, home))
     try:
         table = metric_table(spec, store, split=split, selection=selection)
+        if split == "public" and spec.leaderboard.public_rule == "ladder":  # Blum & Hardt 2015 (harness.ladder)
+            from harness.ladder import ladder_table
+
+            table = ladder_table(spec, store, table, metric_table(spec, store, split=split, per_team=False))
         if intervals:
             from harness.ranking_intervals import add_intervals
 

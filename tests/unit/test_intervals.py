@@ -33,7 +33,7 @@ def test_means_match_fancy_indexing() -> None:
     means = bootstrap_means(values, 40, split_rng(3, "public"), chunk=7)
     rng = split_rng(3, "public")
     expected = np.vstack([values[rng.integers(0, 300, size=(c, 300))].mean(axis=1) for c in (7,) * 5 + (5,)])
-    np.testing.assert_allclose(means, expected, rtol=1e-12)
+    np.testing.assert_allclose(means, expected, rtol=1e-6)
 
 
 def test_identical_tied_better_separated_ranges() -> None:
@@ -75,7 +75,7 @@ def test_reproducible_from_seed() -> None:
 def test_score_path_uses_same_rows_for_every_team() -> None:
     values = _losses(n=200)
     scores = bootstrap_scores(lambda team, rows: float(values[rows, team].mean()), 5, 200, 30, split_rng(5, "p"))
-    np.testing.assert_allclose(scores, bootstrap_means(values, 30, split_rng(5, "p")), rtol=1e-12)
+    np.testing.assert_allclose(scores, bootstrap_means(values, 30, split_rng(5, "p")), rtol=1e-6)
 
 
 def test_bad_input() -> None:
