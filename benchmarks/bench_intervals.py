@@ -60,7 +60,9 @@ def main() -> None:
         means = counts.astype(np.float64) @ values / args.rows
         return np.quantile(means, [0.025, 0.975], axis=0)
 
-    print(f"{args.teams} teams x {args.rows:,} rows x {args.resamples:,} resamples (values: {values.nbytes / GIB:.3f} GiB)")
+    print(
+        f"{args.teams} teams x {args.rows:,} rows x {args.resamples:,} resamples (values: {values.nbytes / GIB:.3f} GiB)"
+    )
     print("| what | seconds | peak numpy GiB |")
     print("| --- | ---: | ---: |")
     seconds, peak = _measure("harness: bootstrap_means + compare", harness)
