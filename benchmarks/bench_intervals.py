@@ -61,7 +61,8 @@ def main() -> None:
         return np.quantile(means, [0.025, 0.975], axis=0)
 
     print(
-        f"{args.teams} teams x {args.rows:,} rows x {args.resamples:,} resamples (values: {values.nbytes / GIB:.3f} GiB)"
+        f"{args.teams} teams x {args.rows:,} rows x {args.resamples:,} resamples "
+        f"(values: {values.nbytes / GIB:.3f} GiB)"
     )
     print("| what | seconds | peak numpy GiB |")
     print("| --- | ---: | ---: |")

@@ -38,7 +38,8 @@ def row_score_parts(value: object) -> tuple[np.ndarray, Callable[[np.ndarray], n
     """
     transform = None
     if isinstance(value, RowScore):
-        value, transform = value.values, value.transform
+        transform = value.transform
+        value = value.values
     array = np.asarray(value, dtype=np.float64)
     if array.ndim != 1:
         raise ValueError(f"expected one value per row (shape (n,)), got shape {array.shape}")
