@@ -62,6 +62,7 @@ bench: setup
 	$(PY) benchmarks/bench_sandbox.py
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_validation.py
+	$(PY) benchmarks/bench_intervals.py
 
 clean:
 	rm -rf .harness reports build *.egg-info

@@ -398,7 +398,10 @@ def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path
         else:
             text = _text_cells(shown, visible).to_html(index=False, border=0)
         if "intervals" in df and df["intervals"].notna().any():  # how the intervals were made, seed included
-            note = f"ci, ranks, group: {df['intervals'].dropna().iloc[0]} (see README: reading intervals)"
+            from harness.ranking_intervals import separability
+
+            note = f"ci, ranks, group: {df['intervals'].dropna().iloc[0]} (see README: reading intervals). "
+            note = visible(note + separability(df), keep="")
             text += f"\n\n{note}\n" if fmt == "markdown" else f"\n<p>{note}</p>\n"
     else:
         raise ValueError(f"unknown format {fmt!r}; expected table, csv, markdown, html, parquet or json")

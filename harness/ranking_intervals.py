@@ -167,8 +167,10 @@ def add_intervals(
         :data:`INTERVAL_COLUMNS`). A ranked team whose kept predictions cannot be read gets <NA> (and a warning).
         ``attrs["intervals"]``: the settings (resamples, level, seed, split) and ``leader_separable``.
 
+        A task scored from an output folder (``evaluator.mode: output_dir``) gets <NA> intervals (and a warning).
+
     Raises:
-        HarnessError: the task is scored from an output folder, or the evaluator's ``row_scores`` is malformed.
+        HarnessError: the evaluator's ``row_scores`` is malformed.
     """
     settings = spec.leaderboard.intervals
     out = table.copy().reset_index(drop=True)
@@ -193,6 +195,9 @@ def add_intervals(
     out.attrs["intervals"] = attrs
     ranked = out.index[out["rank"].notna()]
     if len(ranked) == 0:
+        return out
+    if spec.evaluator.mode != "predictions":
+        log.warning("no intervals for task %s: it is scored from an output folder, not per-row predictions", spec.id)
         return out
     by_id = {run.run_id: run for run in store.runs(spec.id, phase=phase)}
     run_ids = [int(out.at[i, "run_id"]) for i in ranked]
