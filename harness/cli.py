@@ -425,6 +425,9 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
     for _, row in identical.iterrows():
         said = visible(f"  {row['team']}: same content as {row['identical_to']}", keep="")
         console.print(said, highlight=False, markup=False)
+    unavailable = df.attrs.get("intervals", {}).get("unavailable", "")
+    if unavailable:
+        console.print(visible(f"no intervals: {unavailable}", keep=""), highlight=False, markup=False)
     if "intervals" in df and df["intervals"].notna().any():
         from harness.ranking_intervals import separability
 

@@ -167,7 +167,8 @@ def add_intervals(
         :data:`INTERVAL_COLUMNS`). A ranked team whose kept predictions cannot be read gets <NA> (and a warning).
         ``attrs["intervals"]``: the settings (resamples, level, seed, split) and ``leader_separable``.
 
-        A task scored from an output folder (``evaluator.mode: output_dir``) gets <NA> intervals (and a warning).
+        A task scored from an output folder (``evaluator.mode: output_dir``), or whose reference or evaluator
+        cannot be loaded, gets <NA> intervals, and the reason in ``attrs["intervals"]["unavailable"]``.
 
     Raises:
         HarnessError: the evaluator's ``row_scores`` is malformed.
@@ -191,17 +192,24 @@ def add_intervals(
         "seed": settings.seed,
         "split": split,
         "leader_separable": None,
+        "unavailable": "",
     }
     out.attrs["intervals"] = attrs
     ranked = out.index[out["rank"].notna()]
     if len(ranked) == 0:
         return out
     if spec.evaluator.mode != "predictions":
-        log.warning("no intervals for task %s: it is scored from an output folder, not per-row predictions", spec.id)
+        attrs["unavailable"] = "the task is scored from an output folder, not from per-row predictions"
+        log.info("no intervals for task %s: %s", spec.id, attrs["unavailable"])
         return out
     by_id = {run.run_id: run for run in store.runs(spec.id, phase=phase)}
     run_ids = [int(out.at[i, "run_id"]) for i in ranked]
-    rows = load_split_rows(spec, [by_id[r] for r in run_ids if r in by_id], split, phase=phase)
+    try:
+        rows = load_split_rows(spec, [by_id[r] for r in run_ids if r in by_id], split, phase=phase)
+    except HarnessError as exc:  # the reference or the evaluator cannot be loaded: the board still shows
+        attrs["unavailable"] = str(exc)
+        log.info("no intervals for task %s: %s", spec.id, exc)
+        return out
     for run_id, why in rows.missing.items():
         log.warning("no intervals for run %s: its kept predictions cannot be read (%s)", run_id, why)
     kept = [(i, r) for i, r in zip(ranked, run_ids, strict=True) if r in rows.predictions]
