@@ -29,7 +29,15 @@ from harness.store import ScoredRun, Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["INTERVAL_COLUMNS", "SplitRows", "add_intervals", "interval_columns", "load_split_rows", "separability"]
+__all__ = [
+    "INTERVAL_COLUMNS",
+    "SplitRows",
+    "add_intervals",
+    "display_intervals",
+    "interval_columns",
+    "load_split_rows",
+    "separability",
+]
 
 #: Columns :func:`add_intervals` adds after the metric table's (``<metric>_low``/``<metric>_high`` per metric
 #: come first, float64): rank range, leader flag, tie group (of the primary metric) and the settings used.
