@@ -64,6 +64,7 @@ bench: setup
 	$(PY) benchmarks/bench_validation.py
 	$(PY) benchmarks/bench_similar.py
 	$(PY) benchmarks/bench_rescore.py
+	$(PY) benchmarks/bench_intervals.py
 
 clean:
 	rm -rf .harness reports build *.egg-info

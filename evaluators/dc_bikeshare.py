@@ -9,6 +9,9 @@ The harness has already checked every row on the whole file (each quantile a fin
 * ``coverage_gap`` (minimize): ``|mean(q10 <= y <= q90) - 0.8|``: 0 when the 80 % interval holds 80 % of the hours.
   A perfect point forecast (every quantile = ``y``) covers every hour and scores 0.2, so the spec gives it no
   ``best``.
+
+All three are means over hours (``coverage_gap`` a function of one), so ``row_scores`` gives their per-row form
+for the leaderboard's paired bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import mean_absolute_error, mean_pinball_loss
 
-from harness.scoring import Evaluator
+from harness.scoring import Evaluator, RowScore
 
 
 class DCBikeshareEvaluator(Evaluator):
@@ -49,4 +52,26 @@ class DCBikeshareEvaluator(Evaluator):
             "pinball": float(np.mean(losses)),
             "mae_q50": float(mean_absolute_error(truth, median)),
             "coverage_gap": float(abs(np.mean((low <= truth) & (truth <= high)) - nominal)),
+        }
+
+    def row_scores(self, predictions: pd.DataFrame, reference: pd.DataFrame) -> dict[str, object]:
+        """Per-hour values (shape (n,)): the pinball loss averaged over the levels, ``|y - q50|``, and whether
+        ``q10 <= y <= q90`` (0/1) under ``|mean - 0.8|``; their means (so transformed) are :meth:`score`'s values."""
+        group = self.spec.predictions.quantiles[0]
+        truth = reference[group.target].to_numpy(dtype="float64")
+        columns = dict(zip(group.levels, group.column_names, strict=True))
+        pinball = np.zeros(len(truth))
+        for level, name in columns.items():
+            diff = truth - predictions[name].to_numpy(dtype="float64")
+            pinball += np.maximum(level * diff, (level - 1) * diff)
+        low = predictions[columns[min(group.levels)]].to_numpy(dtype="float64")
+        high = predictions[columns[max(group.levels)]].to_numpy(dtype="float64")
+        nominal = max(group.levels) - min(group.levels)
+        median = predictions[columns[0.5]].to_numpy(dtype="float64")
+        return {
+            "pinball": pinball / len(columns),
+            "mae_q50": np.abs(truth - median),
+            "coverage_gap": RowScore(
+                ((low <= truth) & (truth <= high)).astype("float64"), lambda m: np.abs(m - nominal)
+            ),
         }

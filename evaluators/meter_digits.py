@@ -7,10 +7,14 @@ written as a whole number), so ``score`` only computes metrics. On one split's i
 * ``accuracy`` (primary, maximize): share of images with ``p == y`` (scikit-learn's ``accuracy_score``).
 * ``macro_f1`` (maximize): F1 per digit, unweighted mean over the ten digits (``f1_score(average="macro",
   labels=0..9, zero_division=0)``), so always answering one digit scores about 0.02, not its share.
+
+``row_scores`` gives accuracy's per-row form (``p == y``) for the leaderboard's paired bootstrap intervals;
+macro F1 is not a mean over rows, so its intervals rescore resampled rows with ``score``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -38,3 +42,9 @@ class MeterDigitsEvaluator(Evaluator):
             "accuracy": float(accuracy_score(truth, predicted)),
             "macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
         }
+
+    def row_scores(self, predictions: pd.DataFrame, reference: pd.DataFrame) -> dict[str, object]:
+        """``{"accuracy": p == y as 0/1 per image, shape (n,)}``; macro F1 has no per-row form."""
+        column = next(c for c in self.spec.predictions.columns if c.is_label)
+        truth = reference[column.reference_column].to_numpy(dtype="int64")
+        return {"accuracy": (predictions[column.name].to_numpy(dtype="int64") == truth).astype(np.float64)}

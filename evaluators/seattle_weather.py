@@ -12,6 +12,9 @@ observed ``weather``, ``P`` = the predicted probabilities, one column per class 
 * ``accuracy`` (maximize): share of days whose most probable class is the observed one (``accuracy_score``).
 
 Ties between equally probable classes go to the first in the spec's order (drizzle, fog, rain, snow, sun).
+
+``row_scores`` gives the per-day form of log loss (``-log P[i, y_i]``, clipped and normalised as scikit-learn
+does) and accuracy for the leaderboard's paired bootstrap intervals; macro F1 is rescored on resampled days.
 """
 
 from __future__ import annotations
@@ -46,4 +49,20 @@ class SeattleWeatherEvaluator(Evaluator):
             "log_loss": float(log_loss(truth, probabilities, labels=classes)),
             "macro_f1": float(f1_score(truth, predicted, labels=classes, average="macro", zero_division=0)),
             "accuracy": float(accuracy_score(truth, predicted)),
+        }
+
+    def row_scores(self, predictions: pd.DataFrame, reference: pd.DataFrame) -> dict[str, object]:
+        """Per-day values (shape (n,)) whose means are ``log_loss`` and ``accuracy``."""
+        group = self.spec.predictions.probabilities[0]
+        classes = [str(c) for c in group.classes]
+        probabilities = predictions[list(group.column_names)].to_numpy(dtype="float64")
+        probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+        eps = np.finfo(probabilities.dtype).eps
+        truth = reference[group.target].astype(str).to_numpy()
+        position = {c: i for i, c in enumerate(classes)}
+        column = np.fromiter((position[t] for t in truth), dtype=np.int64, count=len(truth))
+        chosen = np.clip(probabilities[np.arange(len(truth)), column], eps, 1 - eps)
+        return {
+            "log_loss": -np.log(chosen),
+            "accuracy": (probabilities.argmax(axis=1) == column).astype(np.float64),
         }

@@ -394,6 +394,10 @@ def leaderboard_cmd(
     similar: Annotated[
         bool, typer.Option(help="Judges only: add the most similar other team (code or predictions), see `similar`.")
     ] = False,
+    intervals: Annotated[
+        bool,
+        typer.Option(help="Paired bootstrap intervals, rank ranges and tie groups (--no-intervals: faster)."),
+    ] = True,
 ) -> None:
     """Print or export the leaderboard: one ranked row per team."""
     from harness.ranking import export, leaderboard, resolve_task
@@ -426,7 +430,7 @@ def leaderboard_cmd(
     if fmt == "parquet" and output is None:
         raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
     spec = resolve_task(task)
-    df = leaderboard(spec, db_url=db, home=home, split=split, selection=selection, similar=similar)  # type: ignore[arg-type]
+    df = leaderboard(spec, db_url=db, home=home, split=split, selection=selection, similar=similar, intervals=intervals)  # type: ignore[arg-type]
     _print_stale(spec, db, home)
     if fmt != "table":
         text = export(df, spec.metrics, fmt, output)
@@ -454,6 +458,8 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
     columns = ["rank", "team", *[m.name for m in spec.metrics], "status"]
     if "stale" in shown and shown["stale"].fillna("").astype(bool).any():
         columns.append("stale")  # what changed since these scores were made (see `harness rescore`)
+    if "ci" in shown:  # paired bootstrap intervals of the primary metric (harness.ranking_intervals)
+        columns[2 + len(spec.metrics) : 2 + len(spec.metrics)] = ["ci", "ranks", "group"]
     if wide:
         columns += ["submission", "identical_to", "duration_s", "peak_memory_mb", "submitted_at"]
     labels = {m.name: m.label or m.name for m in spec.metrics}
@@ -481,6 +487,14 @@ def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> 
     for _, row in identical.iterrows():
         said = visible(f"  {row['team']}: same content as {row['identical_to']}", keep="")
         console.print(said, highlight=False, markup=False)
+    unavailable = df.attrs.get("intervals", {}).get("unavailable", "")
+    if unavailable:
+        console.print(visible(f"no intervals: {unavailable}", keep=""), highlight=False, markup=False)
+    if "intervals" in df and df["intervals"].notna().any():
+        from harness.ranking_intervals import separability
+
+        console.print(f"ci, ranks, group: {df['intervals'].dropna().iloc[0]}", highlight=False, markup=False)
+        console.print(visible(separability(df), keep=""), highlight=False, markup=False)
     if "similar_to" in shown:
         for _, row in shown[shown["similar_to"].astype(bool)].iterrows():
             said = visible(f"  {row['team']}: similar to {row['similar_to']}", keep="")

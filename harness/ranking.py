@@ -261,6 +261,7 @@ def leaderboard(
     split: str = "public",
     selection: Selection | None = None,
     similar: bool = False,
+    intervals: bool = False,
 ) -> pd.DataFrame:
     """The leaderboard of a task: one ranked row per team (see :func:`metric_table` for the columns).
 
@@ -269,10 +270,13 @@ def leaderboard(
             ``task_specs/<id>`` of the current folder if present, for metric directions and precision).
         store: an open store; else one is opened from ``db_url``/``home`` (see :func:`harness.store.resolve_db_url`).
         split: ``public`` or ``private``.
-        selection: override the spec's ``best``/``latest`` rule.
         similar: judges only: add a ``similar_to`` string column after ``identical_to``, the most similar other
             team over the spec's similarity thresholds (:func:`harness.similarity.find_similar`: reads every
             team's code and kept predictions, so it takes seconds to minutes).
+        selection: override the spec's ``best``/``latest`` rule (on the public board under
+            ``leaderboard.public_rule: ladder`` the Ladder picks each team's shown run instead).
+        intervals: add paired bootstrap intervals, rank ranges and tie groups
+            (:func:`harness.ranking_intervals.add_intervals`; reads every ranked team's kept predictions).
 
     Raises:
         SpecError: the task cannot be found.
@@ -284,13 +288,21 @@ def leaderboard(
     own = store is None
     store = store or Store(resolve_db_url(db_url, home))
     try:
-        board = metric_table(spec, store, split=split, selection=selection)
+        table = metric_table(spec, store, split=split, selection=selection)
+        if split == "public" and spec.leaderboard.public_rule == "ladder":  # Blum & Hardt 2015 (harness.ladder)
+            from harness.ladder import ladder_table
+
+            table = ladder_table(spec, store, table, metric_table(spec, store, split=split, per_team=False))
+        if intervals:
+            from harness.ranking_intervals import add_intervals
+
+            table = add_intervals(table, spec, store, split=split)
         if similar:
             from harness.similarity import find_similar, with_similar_column
 
             runs = store.runs(spec.id, phase="test")
-            board = with_similar_column(board, find_similar(spec, runs, home=home, run_ids=board["run_id"]))
-        return board
+            table = with_similar_column(table, find_similar(spec, runs, home=home, run_ids=table["run_id"]))
+        return table
     finally:
         if own:
             store.close()
@@ -345,6 +357,12 @@ def display_table(df: pd.DataFrame, metrics: Sequence[MetricSpec]) -> pd.DataFra
     ]
     out["duration_s"] = out["duration_s"].round(1)
     out["peak_memory_mb"] = out["peak_memory_mb"].round(0)
+    if "rank_best" in out:  # paired bootstrap intervals (harness.ranking_intervals)
+        from harness.ranking_intervals import display_intervals
+
+        primary = next(m for m in metrics if m.primary)
+        out = out.join(display_intervals(df, primary.name, primary.precision))
+        columns[2 + len(metrics) : 2 + len(metrics)] = ["ci", "ranks", "group"]
     return out[[c for c in columns if c in out]]
 
 
@@ -401,6 +419,12 @@ def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path
             text = _text_cells(shown, _markdown_cell).to_markdown(index=False)
         else:
             text = _text_cells(shown, visible).to_html(index=False, border=0)
+        if "intervals" in df and df["intervals"].notna().any():  # how the intervals were made, seed included
+            from harness.ranking_intervals import separability
+
+            note = f"ci, ranks, group: {df['intervals'].dropna().iloc[0]} (see README: reading intervals). "
+            note = visible(note + separability(df), keep="")
+            text += f"\n\n{note}\n" if fmt == "markdown" else f"\n<p>{note}</p>\n"
     else:
         raise ValueError(f"unknown format {fmt!r}; expected table, csv, markdown, html, parquet or json")
     if path is not None:

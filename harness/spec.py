@@ -54,6 +54,7 @@ from harness.spec_predictions import (
     QuantileGroup,
     _Strict,
 )
+from harness.spec_ranking import IntervalSpec, PublicRule
 from harness.spec_similarity import SimilaritySpec
 
 __all__ = [
@@ -306,6 +307,8 @@ class LeaderboardSpec(_Strict):
     selection: Literal["best", "latest"] = "best"
     splits: tuple[str, ...] = ("public", "private")
     daily_limit: Annotated[int, Field(ge=0)] = 0
+    intervals: IntervalSpec = IntervalSpec()  # paired bootstrap intervals (harness.spec_ranking)
+    public_rule: PublicRule = "best"  # or "ladder" (harness.spec_ranking)
 
 
 class TaskSpec(_Strict):

@@ -18,6 +18,8 @@ toolbox those notebooks call, so that what they show is computed by tested code:
 * :mod:`harness.report.kinds`: the tables per task kind (:func:`confusion_table`, :func:`class_scores_table`,
   :func:`reliability_table` for classification; :func:`interval_coverage` for quantile forecasts);
 * :mod:`harness.report.plots`: their plots.
+* :mod:`harness.report.intervals`: the paired intervals as error bars (:func:`interval_figure`) and the
+  public-to-private shake-up (:func:`shakeup_table`);
 * :mod:`harness.report.errors`: :class:`ReportError`.
 
 Inside the package, imports run one way: ``errors`` and ``artifacts`` import no sibling; ``tables`` and ``export``

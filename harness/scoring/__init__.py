@@ -34,6 +34,7 @@ Modules, each importing only those above it:
 * :mod:`~harness.scoring.predictions`: :func:`validate_predictions` (bounded read, CSV sniffing, columns, ids);
 * :mod:`~harness.scoring.kept`: a phase's reference with its split masks, and a run's kept predictions aligned to
   it (:func:`aligned_predictions`), for rescoring, intervals and similarity;
+* :mod:`~harness.scoring.rows`: :class:`RowScore`, the per-row form of a metric (``Evaluator.row_scores``);
 * :mod:`~harness.scoring.evaluator`: :class:`Evaluator`, :func:`check_metrics`, :func:`load_evaluator`,
   :func:`evaluate_outputs`;
 * :mod:`~harness.scoring.process`: :func:`score_outputs`, the evaluator processes it starts, :class:`EvaluatorPool`.
@@ -47,11 +48,13 @@ from harness.scoring.kinds import perfect_predictions
 from harness.scoring.predictions import validate_predictions
 from harness.scoring.process import EvaluatorPool, score_outputs
 from harness.scoring.reference import load_reference
+from harness.scoring.rows import RowScore
 
 __all__ = [
     "Evaluator",
     "EvaluatorPool",
     "InvalidOutputError",
+    "RowScore",
     "check_metrics",
     "evaluate_outputs",
     "load_evaluator",

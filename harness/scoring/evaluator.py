@@ -38,6 +38,8 @@ class Evaluator:
     :meth:`score_output_dir` (``evaluator.mode: output_dir``). Return ``{metric_name: value}`` with exactly the
     spec's metric names; each value a finite real number. Use scikit-learn's metrics where they exist. In
     ``predictions`` mode, override :meth:`check_predictions` to refuse a whole file with checks of your own.
+    Optionally implement :meth:`row_scores` (the per-row form of decomposable metrics) so the leaderboard's
+    paired bootstrap intervals are fast.
 
     Attributes:
         spec: the task spec.
@@ -81,6 +83,22 @@ class Evaluator:
             InvalidOutputError: the outputs cannot be scored; ``problems`` tell the team what to fix.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement score_output_dir(output_dir, reference)")
+
+    def row_scores(self, predictions: pd.DataFrame, reference: pd.DataFrame) -> Mapping[str, object]:
+        """The per-row form of the metrics that have one, for paired bootstrap intervals (optional; none by default).
+
+        Called like :meth:`score` (one split's aligned rows) when intervals are computed. For each metric that is
+        a mean over rows (MAE, squared error, log loss, pinball, accuracy) return a float64 array of shape
+        ``(n,)`` whose mean is the metric, or a :class:`~harness.scoring.RowScore` ``(values, transform)`` when the
+        metric is ``transform(mean(values))`` (RMSE: squared errors and ``np.sqrt``). The intervals resample those
+        values directly (fast); a metric left out (F1, AUC) is scored again with :meth:`score` on each resample
+        (slow). The harness checks that the full split's values give the scored metric and otherwise falls back to
+        :meth:`score` for that metric.
+
+        Returns:
+            ``{metric_name: ndarray (n,) | RowScore}`` for some of the spec's metrics.
+        """
+        return {}
 
     def check_predictions(self, predictions: pd.DataFrame) -> None:
         """The author's own checks of the whole prediction table (``predictions`` mode); by default none.

@@ -353,7 +353,7 @@ def test_every_code_cell_ran_without_error(report: ReportPaths) -> None:
 
 
 def test_leaderboard_rows_equal_harness_leaderboard_exactly(toy: Toy, report: ReportPaths) -> None:
-    expected = leaderboard(toy.task_dir, db_url=toy.db_url, home=toy.home, split="public")
+    expected = leaderboard(toy.task_dir, db_url=toy.db_url, home=toy.home, split="public", intervals=True)
     glued = read_glued(report.leaderboard_notebook, "leaderboard")
     assert glued == table_records(expected)
     assert [row["team"] for row in glued] == list(expected["team"])
