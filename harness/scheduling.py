@@ -151,6 +151,8 @@ class _Job:
     opened: OpenedSubmission | None
     rejection: str = ""
     run_id: int = 0
+    open_s: float = 0.0  # opening and hashing the entry (plan_batch)
+    store_s: float = 0.0  # the store's transaction that started the run
 
 
 def _executor(workers: int, scheduler_address: str | None) -> tuple[cf.Executor, Callable[[], None]]:
@@ -276,7 +278,9 @@ def plan_batch(
     limit = spec.leaderboard.daily_limit if phase == "test" else None
     jobs: list[_Job] = []
     for entry in entries:
+        opening = time.monotonic()
         opened, rejection = open_entry(entry, submissions_root, spec.submission)
+        open_s = time.monotonic() - opening
         team = (opened.team if opened and opened.team else None) or entry.default_team_name
         entries_of_team.setdefault(team, []).append(entry.path.name)
         if opened is not None:
@@ -304,7 +308,7 @@ def plan_batch(
         if plan is Plan.RETRY:
             summary.retried += 1
         assert submission_id is not None  # only OVER_LIMIT has none
-        jobs.append(_Job(entry, team, submission_id, opened, rejection))
+        jobs.append(_Job(entry, team, submission_id, opened, rejection, open_s=open_s))
     summary.shared_teams = {team: names for team, names in entries_of_team.items() if len(names) > 1}
     for team, names in summary.shared_teams.items():
         log.warning("team %s is named by %s entries (%s); each is one of its submissions", team, len(names), names)
@@ -344,14 +348,18 @@ def run_batch(
     stopped_by: str | None = None
     started: dict[int, _Job] = {}  # runs whose row says `running` and whose outcome is not written yet
     finished_before_stop: list[cf.Future[RunRecord]] = []
-    # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
+    # Local runs score in children of one warm evaluator process (Dask workers score cold).
     evaluators = EvaluatorPool(workers) if scheduler_address is None else None
     try:
         with evaluators if evaluators is not None else contextlib.nullcontext():
+            if evaluators is not None and any(job.opened for job in jobs):
+                evaluators.start(spec.evaluator.memory_mb)  # imports while the first sandboxes start
             while waiting or futures:
                 while waiting and len(futures) < workers:
                     job = waiting.pop()
+                    starting = time.monotonic()
                     job.run_id = store.start_run(job.submission_id, phase)
+                    job.store_s = time.monotonic() - starting
                     started[job.run_id] = job
                     if job.opened is None:
                         _finish(store, job, _rejected_record(spec, job, phase), summary, hooks)
@@ -456,7 +464,14 @@ def _rejected_record(spec: TaskSpec, job: _Job, phase: str) -> RunRecord:
 
 
 def _finish(store: Store, job: _Job, record: RunRecord, summary: BatchSummary, hooks: Hooks) -> None:
-    """Write one outcome (one transaction), count it, and tell the hooks."""
+    """Write one outcome (one transaction), count it, and tell the hooks.
+
+    The record's ``provenance["stages"]`` gets ``open_hash`` (opening the entry) and ``store`` (the transaction
+    that started the run; the one writing this outcome cannot time itself), in seconds.
+    """
+    stages = record.provenance.setdefault("stages", {})
+    stages["open_hash"] = round(job.open_s, 3)
+    stages["store"] = round(job.store_s, 3)
     store.finish_run(job.run_id, record)
     summary.evaluated += 1
     summary.statuses[record.status] += 1
