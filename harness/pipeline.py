@@ -236,7 +236,8 @@ def evaluate_opened(
             a fresh evaluator process.
 
     Returns:
-        The :class:`RunRecord`.
+        The :class:`RunRecord`; once the sandbox ran, its ``provenance["stages"]`` holds the seconds of
+        ``sandbox_start``, ``command``, ``collect`` and (when scored) ``score``.
 
     Raises:
         ValueError: an unknown phase.
