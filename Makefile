@@ -60,7 +60,7 @@ format: venv
 
 bench: setup
 	$(PY) benchmarks/bench_sandbox.py
-	$(PY) benchmarks/bench_run.py
+	$(PY) benchmarks/bench_throughput.py
 	$(PY) benchmarks/bench_validation.py
 	$(PY) benchmarks/bench_similar.py
 	$(PY) benchmarks/bench_rescore.py

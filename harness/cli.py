@@ -305,7 +305,7 @@ def run(
     home: HomeOption = None,
     db: DbOption = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Sandboxes run at once (default: number of cores).")
+        int | None, typer.Option(min=1, help="Sandboxes run at once (default: 2x cores, within memory and limits).")
     ] = None,
     rerun: Annotated[bool, typer.Option(help="Evaluate everything again; results replace, never add.")] = False,
     phase: Annotated[str, typer.Option(help="test (judging, hidden reference) or validation.")] = "test",

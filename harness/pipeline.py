@@ -239,7 +239,8 @@ def evaluate_opened(
             ``provenance["inputs"]`` with the run's ``image_id`` and ``predictions`` added. ``None``: not recorded.
 
     Returns:
-        The :class:`RunRecord`.
+        The :class:`RunRecord`; once the sandbox ran, its ``provenance["stages"]`` holds the seconds of
+        ``sandbox_start``, ``command``, ``collect`` and (when scored) ``score``.
 
     Raises:
         ValueError: an unknown phase.
@@ -247,6 +248,7 @@ def evaluate_opened(
     """
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+    began = time.monotonic()
     started = dt.datetime.now(dt.UTC)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     output_dir = artifacts_dir / "output"
@@ -305,6 +307,7 @@ def evaluate_opened(
         ),
     )
     runner = get_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
+    before_run = time.monotonic()
     try:
         result = runner.run(request)
     except EngineUnavailableError:
@@ -319,6 +322,10 @@ def evaluate_opened(
     finally:
         if isinstance(sandbox, str):
             runner.close()
+    after_run = time.monotonic()
+    stages = dict(result.stages)  # the sandbox's own: sandbox_start, command, collect
+    stages["sandbox_start"] = round(stages.get("sandbox_start", 0.0) + before_run - began, 3)
+    record.provenance["stages"] = stages
     (artifacts_dir / "log.txt").write_text(result.log, encoding="utf-8")
     record.duration_s = result.duration_s
     record.peak_memory_mb = result.peak_memory_mb
@@ -341,6 +348,7 @@ def evaluate_opened(
             # parsed once, outputs capped; an unreadable file is replaced by the submitted cells under a marker
             notebook = read_executed(artifacts_dir / EXECUTED_NOTEBOOK, submitted=opened.root / opened.entry)
         shutil.rmtree(notebook_area, ignore_errors=True)
+    stages["collect"] = round(stages.get("collect", 0.0) + time.monotonic() - after_run, 3)
 
     classified = _classify(spec, opened, result, notebook, output_dir, input_dir)
     if classified is not None:
@@ -382,7 +390,7 @@ def evaluate_opened(
         record.status = Status.EVALUATOR_ERROR
         record.reason = exc.message
         record.problems = [exc.detail] if exc.detail else []
-    record.provenance["scoring_s"] = round(time.monotonic() - scoring_started, 3)
+    record.provenance["scoring_s"] = stages["score"] = round(time.monotonic() - scoring_started, 3)
     record.finished_at = dt.datetime.now(dt.UTC)
     return record
 

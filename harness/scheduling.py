@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from harness.spec import PHASES, TaskSpec
 from harness.status import Status
 from harness.store import NewSubmission, Plan, Store
 from harness.submission import (
+    FingerprintCache,
     OpenedSubmission,
     SubmissionEntry,
     hidden_entries,
@@ -39,9 +41,21 @@ from harness.submission import (
 )
 from harness.text import visible
 
-__all__ = ["BatchSummary", "Hooks", "evaluate_many", "plan_batch", "run_batch"]
+__all__ = ["BatchSummary", "Hooks", "default_workers", "evaluate_many", "plan_batch", "run_batch"]
 
 log = logging.getLogger(__name__)
+
+
+def _without_iri_grammar() -> None:
+    """Keep jsonschema (imported by nbformat to validate notebooks) from building its optional IRI grammar.
+
+    With ``rfc3987_syntax`` installed, importing jsonschema compiles a Lark grammar for the ``iri`` string format:
+    about 1.7 s of CPU in every coordinator, more than opening a hundred notebooks. The notebook schema uses no
+    such format, so the coordinator marks the module as absent (jsonschema then skips that one format checker)
+    unless something imported it already.
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,8 @@ class _Job:
     opened: OpenedSubmission | None
     rejection: str = ""
     run_id: int = 0
+    open_s: float = 0.0  # opening and hashing the entry (plan_batch)
+    store_s: float = 0.0  # the store's transaction that started the run
 
 
 def _executor(workers: int, scheduler_address: str | None) -> tuple[cf.Executor, Callable[[], None]]:
@@ -161,6 +177,48 @@ def _executor(workers: int, scheduler_address: str | None) -> tuple[cf.Executor,
         return cluster_executor(scheduler_address)
     pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harness-worker")
     return pool, lambda: pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _available_memory_mb() -> float | None:
+    """MemAvailable of /proc/meminfo in MiB, or ``None`` where there is none."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def default_workers(spec: TaskSpec, *, cores: int | None = None, memory_mb: float | None = None) -> int:
+    """How many sandboxes a batch runs at once when ``--workers`` is not given.
+
+    A trivial run is mostly waiting (on the engine creating and removing its container, on the kernel starting),
+    so twice as many runs as their CPUs fill the cores (on 2 cores, bare ``docker run`` of papermill is fastest 4
+    at a time). Bounded by the spec's limits and the machine: the runs' ``limits.cpus`` together at most twice
+    the cores (only the cores themselves when the 1-minute load average already exceeds them: a busy machine is
+    not overloaded further), and their ``limits.memory_mb`` plus the evaluator's ``evaluator.memory_mb``
+    together at most three quarters of the memory available now.
+
+    Args:
+        spec: the task (its limits).
+        cores: the machine's cores (default: ``os.cpu_count()``).
+        memory_mb: memory available in MiB (default: MemAvailable of /proc/meminfo; no bound where unknown).
+
+    Returns:
+        At least 1.
+    """
+    cores = cores or os.cpu_count() or 1
+    memory_mb = memory_mb if memory_mb is not None else _available_memory_mb()
+    try:
+        busy = os.getloadavg()[0] > cores
+    except OSError:
+        busy = False
+    cpus = max(float(spec.limits.cpus), 0.1)
+    by_cpu = int((cores if busy else 2 * cores) / cpus)
+    by_memory = int(0.75 * memory_mb / (spec.limits.memory_mb + spec.evaluator.memory_mb)) if memory_mb else by_cpu
+    return max(1, min(by_cpu, by_memory))
 
 
 #: The coordinator renews its lease at least this often while runs finish (seconds; well under LEASE_STALE_S).
@@ -193,7 +251,7 @@ def evaluate_many(
         store: the results store (this process becomes the task's only writer while it runs).
         home: harness home; opened submissions go to ``home/submissions/<task>/<hash>`` and artifacts to
             ``home/artifacts/<task>/run-<id>``.
-        workers: sandboxes run at once (default: the number of cores).
+        workers: sandboxes run at once (default: :func:`default_workers`).
         rerun: evaluate every entry again; the new result replaces the active one (never adds a second).
         phase: ``test`` for judging (default) or ``validation``.
         sandbox: ``docker`` (default) or ``process``.
@@ -218,6 +276,7 @@ def evaluate_many(
     if not submissions_dir.is_dir():
         raise SubmissionError("not a folder of submissions (one entry per team)", str(submissions_dir))
     hooks = hooks or Hooks()
+    _without_iri_grammar()
     summary = BatchSummary(task_id=spec.id)
     store.ensure_task(spec.id, spec.title, spec.spec_hash)
     store.acquire_lease(spec.id)
@@ -237,7 +296,7 @@ def evaluate_many(
             _check_can_run(spec, sandbox, any(job.opened for job in jobs))
             run_batch(
                 spec, jobs, store=store, artifacts_root=home / "artifacts" / spec.id, phase=phase,
-                workers=max(1, workers or os.cpu_count() or 1), sandbox=sandbox,
+                workers=max(1, workers or default_workers(spec)), sandbox=sandbox,
                 scheduler_address=scheduler_address, hooks=hooks, summary=summary,
             )  # fmt: skip
     finally:
@@ -275,15 +334,25 @@ def plan_batch(
     entries_of_team: dict[str, list[str]] = {}
     limit = spec.leaderboard.daily_limit if phase == "test" else None
     jobs: list[_Job] = []
+    cache = FingerprintCache(submissions_root, spec.submission)  # unchanged entries are not opened again
     for entry in entries:
-        opened, rejection = open_entry(entry, submissions_root, spec.submission)
+        opening = time.monotonic()
+        opened: OpenedSubmission | None
+        remembered = cache.lookup(entry.path)
+        if remembered is not None:
+            (opened, when), rejection = remembered, ""
+        else:
+            opened, rejection = open_entry(entry, submissions_root, spec.submission)
+            when = submitted_at(entry.path)
+            if opened is not None:
+                cache.remember(entry.path, opened, when)
+        open_s = time.monotonic() - opening
         team = (opened.team if opened and opened.team else None) or entry.default_team_name
         entries_of_team.setdefault(team, []).append(entry.path.name)
         if opened is not None:
             found = NewSubmission(
                 content_hash=opened.content_hash, source=str(entry.path), kind=opened.kind, entry=opened.entry,
-                n_files=opened.n_files, n_bytes=opened.n_bytes, notes=tuple(opened.notes),
-                submitted_at=submitted_at(entry.path),
+                n_files=opened.n_files, n_bytes=opened.n_bytes, notes=tuple(opened.notes), submitted_at=when,
             )  # fmt: skip
         else:
             found = NewSubmission(
@@ -304,7 +373,8 @@ def plan_batch(
         if plan is Plan.RETRY:
             summary.retried += 1
         assert submission_id is not None  # only OVER_LIMIT has none
-        jobs.append(_Job(entry, team, submission_id, opened, rejection))
+        jobs.append(_Job(entry, team, submission_id, opened, rejection, open_s=open_s))
+    cache.save()
     summary.shared_teams = {team: names for team, names in entries_of_team.items() if len(names) > 1}
     for team, names in summary.shared_teams.items():
         log.warning("team %s is named by %s entries (%s); each is one of its submissions", team, len(names), names)
@@ -344,17 +414,21 @@ def run_batch(
     stopped_by: str | None = None
     started: dict[int, _Job] = {}  # runs whose row says `running` and whose outcome is not written yet
     finished_before_stop: list[cf.Future[RunRecord]] = []
-    # Local runs score in evaluator processes started ahead of time (Dask workers score cold).
+    # Local runs score in children of one warm evaluator process (Dask workers score cold).
     evaluators = EvaluatorPool(workers) if scheduler_address is None else None
     from harness.provenance import task_inputs
 
     inputs = task_inputs(spec, phase)  # what scores depend on, hashed once per batch (issue 14)
     try:
         with evaluators if evaluators is not None else contextlib.nullcontext():
+            if evaluators is not None and any(job.opened for job in jobs):
+                evaluators.start(spec.evaluator.memory_mb)  # imports while the first sandboxes start
             while waiting or futures:
                 while waiting and len(futures) < workers:
                     job = waiting.pop()
+                    starting = time.monotonic()
                     job.run_id = store.start_run(job.submission_id, phase)
+                    job.store_s = time.monotonic() - starting
                     started[job.run_id] = job
                     if job.opened is None:
                         _finish(store, job, _rejected_record(spec, job, phase), summary, hooks)
@@ -460,7 +534,14 @@ def _rejected_record(spec: TaskSpec, job: _Job, phase: str) -> RunRecord:
 
 
 def _finish(store: Store, job: _Job, record: RunRecord, summary: BatchSummary, hooks: Hooks) -> None:
-    """Write one outcome (one transaction), count it, and tell the hooks."""
+    """Write one outcome (one transaction), count it, and tell the hooks.
+
+    The record's ``provenance["stages"]`` gets ``open_hash`` (opening the entry) and ``store`` (the transaction
+    that started the run; the one writing this outcome cannot time itself), in seconds.
+    """
+    stages = record.provenance.setdefault("stages", {})
+    stages["open_hash"] = round(job.open_s, 3)
+    stages["store"] = round(job.store_s, 3)
     store.finish_run(job.run_id, record)
     summary.evaluated += 1
     summary.statuses[record.status] += 1

@@ -178,6 +178,9 @@ class RunResult:
             as ``(path relative to the output folder, kind)``; kind is one of ``"symbolic link"``,
             ``"named pipe"``, ``"socket"``, ``"device node"``, ``"special file"`` (see
             :func:`harness.sandbox.output.entry_kind`). Nothing they point at was read.
+        stages: wall-clock seconds of the lifecycle's steps, as ``(stage, seconds)`` in order: ``sandbox_start``
+            (checks, output areas, container created and started), ``command`` (the command itself, as
+            ``duration_s``), ``collect`` (stopped, removed, outputs copied, areas released).
     """
 
     outcome: RunOutcome
@@ -193,6 +196,7 @@ class RunResult:
     isolated: bool = True
     warnings: tuple[str, ...] = ()
     dropped: tuple[tuple[str, str], ...] = ()
+    stages: tuple[tuple[str, float], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -338,6 +342,7 @@ class Execution:
         exit_code: what ``_wait`` returned, once the lifecycle read it; ``_collect`` may fill it in when ``None``.
         killed_for: the limit the lifecycle killed the command for (``TIMED_OUT``, ``OUTPUT_LIMIT``), or ``None``.
         duration_s: wall-clock seconds from the command's start to its end.
+        started_at: ``time.monotonic()`` when the command was started (``None`` until then).
         log, log_truncated, log_tail: the rendered log (:meth:`LogCollector.render`), set before ``_collect``.
     """
 
@@ -351,6 +356,7 @@ class Execution:
     exit_code: int | None = field(default=None, init=False)
     killed_for: RunOutcome | None = field(default=None, init=False)
     duration_s: float = field(default=0.0, init=False)
+    started_at: float | None = field(default=None, init=False)
     log: str = field(default="", init=False)
     log_truncated: bool = field(default=False, init=False)
     log_tail: str = field(default="", init=False)
@@ -438,6 +444,7 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
             SandboxError: the request is malformed or the sandbox failed (subclasses document more).
         """
         validate_request(request)
+        began = time.monotonic()
         run = self._prepare(request)
         with self._idle:
             self._runs_in_progress += 1
@@ -454,6 +461,12 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
             with self._idle:
                 self._runs_in_progress -= 1
                 self._idle.notify_all()
+        command_started = run.started_at if run.started_at is not None else began
+        stages = (
+            ("sandbox_start", round(command_started - began, 3)),
+            ("command", round(run.duration_s, 3)),
+            ("collect", round(max(0.0, time.monotonic() - command_started - run.duration_s), 3)),
+        )
         outcome = run.killed_for if run.killed_for is not None else collected.outcome
         peak_mb = collected.peak_memory_mb
         result = RunResult(
@@ -470,6 +483,7 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
             isolated=self.isolated,
             warnings=tuple(run.warnings),
             dropped=collected.dropped,
+            stages=stages,
         )
         logging.getLogger(type(self).__module__).info(
             "run %s: %s exit=%s %.2fs peak=%s MiB log=%s B",
@@ -497,7 +511,7 @@ class BaseSandbox(abc.ABC, Generic[RunT]):
 
         try:
             self._start(run)
-            started = time.monotonic()
+            started = run.started_at = time.monotonic()
             threading.Thread(target=_waiter, name=f"{run.name}-wait", daemon=True).start()
             deadline = started + float(run.request.limits.time_s)
             while True:

@@ -4,8 +4,10 @@
 the evaluator's time limit and an address-space limit, kills its whole process group on expiry and reaps it, and
 re-raises :class:`~harness.errors.InvalidOutputError` or :class:`~harness.errors.EvaluatorError` in the caller.
 The child reads a pickled request its parent wrote and answers in JSON: nothing an evaluator makes is unpickled by
-the harness. An :class:`EvaluatorPool` keeps such processes started ahead of time for a batch. POSIX only (process
-groups, ``resource`` limits).
+the harness. An :class:`EvaluatorPool` keeps warm fork servers for a batch: long-lived processes that imported
+pandas and scikit-learn once, under the same limits, and fork one fresh child per scoring (so each scoring is still
+its own process, its own session, killed as a group; nothing it leaves in memory reaches the next one). POSIX only
+(``fork``, process groups, ``resource`` limits).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import Any, Final
@@ -52,19 +53,84 @@ def _child_main() -> None:
 
 
 def _standby_main() -> None:
-    """Entry point of a warm evaluator process: ``python -c '...' WORK_DIR MEMORY_MB``.
+    """Entry point of the warm evaluator process (a fork server): ``python -c '...' MEMORY_MB``.
 
-    It applies the memory limit, imports what evaluators use (pandas, numpy, scikit-learn's metrics), then waits
-    for one line on stdin and serves ``WORK_DIR/request.pkl`` into ``WORK_DIR/result.json``. One request per
-    process: nothing an evaluator leaves in memory reaches the next run.
+    It applies the memory limit, imports what evaluators use (pandas, numpy, scikit-learn's metrics), then serves
+    requests, any number at once: a line ``ID WORK`` on stdin forks a child that starts its own session and serves
+    ``WORK/request.pkl`` into ``WORK/result.json`` (its output into ``WORK/evaluator.log``); the server answers
+    ``pid ID PID`` on stdout, and ``exit ID STATUS`` once it reaped the child (a negative status: killed by that
+    signal). The server itself never runs an evaluator: each scoring is a fresh child process, and whatever it
+    leaves in memory dies with it. The server ends at the end of stdin (children still running are its caller's
+    to kill: each is the leader of its own process group).
     """
-    work, memory_mb = Path(sys.argv[1]), int(sys.argv[2])
+    import select
+
+    memory_mb = int(sys.argv[1])
     _limit_memory(memory_mb)
     with contextlib.suppress(ImportError, MemoryError):
-        import sklearn.metrics  # noqa: F401  (warm-up only)
-    if not sys.stdin.readline():
-        return  # the harness closed the pool without a request
-    _serve(str(work / "request.pkl"), str(work / "result.json"), memory_mb)
+        import sklearn.metrics  # noqa: F401  (warm-up only: the children inherit it)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    children: dict[int, str] = {}  # pid -> request id
+    buffer, stdin_open = b"", True
+
+    def answer(text: str) -> None:
+        os.write(1, text.encode("ascii"))
+
+    while stdin_open or children:
+        ready, _, _ = select.select([0, wake_r] if stdin_open else [wake_r], [], [], 1.0)
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        while children:  # reap every child that ended
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            if pid in children:
+                answer(f"exit {children.pop(pid)} {os.waitstatus_to_exitcode(status)}\n")
+        if 0 not in ready:
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            stdin_open = False
+            continue
+        buffer += chunk
+        while b"\n" in buffer:
+            line, _, buffer = buffer.partition(b"\n")
+            request_id, _, work = line.decode("utf-8", "surrogateescape").strip().partition(" ")
+            if not work:
+                continue
+            pid = os.fork()
+            if pid == 0:
+                _forked_child(work, memory_mb, (wake_r, wake_w))
+            children[pid] = request_id
+            answer(f"pid {request_id} {pid}\n")
+
+
+def _forked_child(work: str, memory_mb: int, close_fds: tuple[int, int]) -> None:
+    """In a child of the fork server: a session of its own, output into the work folder, one scoring; never returns."""
+    code = 1
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        for fd in close_fds:
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(os.path.join(work, "evaluator.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.chdir(work)
+        _serve(os.path.join(work, "request.pkl"), os.path.join(work, "result.json"), memory_mb)
+        code = 0
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
 
 def _limit_memory(memory_mb: int) -> None:
@@ -125,70 +191,123 @@ def _tail(path: Path) -> str:
         return ""
 
 
-# -- warm evaluator processes ----------------------------------------------------------------------------------
+# -- the warm evaluator process ---------------------------------------------------------------------------------
+class _Ticket:
+    """One scoring asked of a :class:`_Standby`: the child's pid, then its exit status, as the server answers."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.status: int | None = None
+        self.lost = False  # the server ended before answering
+        self.changed = threading.Condition()
+
+    def wait(self, what: str, timeout_s: float) -> bool:
+        """Wait until ``pid`` or ``status`` (``what``) is known or the server is lost; False at the timeout."""
+        with self.changed:
+            return self.changed.wait_for(lambda: getattr(self, what) is not None or self.lost, timeout=timeout_s)
+
+
 class _Standby:
-    """An evaluator process started ahead of time: imports done, waiting for one request (see _standby_main)."""
+    """The warm evaluator process (see :func:`_standby_main`): imports done, forking one child per scoring; shared
+    by every thread of the pool. A reader thread hands the server's answers to the tickets waiting for them."""
 
     def __init__(self, memory_mb: int, env: dict[str, str]) -> None:
         self.memory_mb = memory_mb
         self.work = Path(tempfile.mkdtemp(prefix="harness-score-"))
-        self.log = self.work / "evaluator.log"
-        with self.log.open("wb") as log_fh:
+        with (self.work / "server.log").open("wb") as log_fh:
             self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    f"from {_ENTRY_MODULE} import _standby_main; _standby_main()",
-                    str(self.work),
-                    str(memory_mb),
-                ],
+                [sys.executable, "-c", f"from {_ENTRY_MODULE} import _standby_main; _standby_main()", str(memory_mb)],
                 stdin=subprocess.PIPE,
-                stdout=log_fh,
-                stderr=subprocess.STDOUT,
+                stdout=subprocess.PIPE,
+                stderr=log_fh,
                 cwd=self.work,
                 env=env,
                 start_new_session=True,
             )
+        self._tickets: dict[str, _Ticket] = {}
+        self._lock = threading.Lock()
+        self._count = 0
+        self._reader = threading.Thread(target=self._read, name=f"evaluator-server-{self.proc.pid}", daemon=True)
+        self._reader.start()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self._reader.is_alive()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            what, request_id, value = [*raw.decode("ascii", errors="replace").split(), "", "", ""][:3]
+            with self._lock:
+                ticket = self._tickets.get(request_id)
+                if ticket is not None and what == "exit":
+                    del self._tickets[request_id]
+            if ticket is None or what not in {"pid", "exit"} or not value.lstrip("-").isdigit():
+                continue
+            with ticket.changed:
+                setattr(ticket, "pid" if what == "pid" else "status", int(value))
+                ticket.changed.notify_all()
+        with self._lock:  # the server is gone: nobody waits for an answer that cannot come
+            lost, self._tickets = list(self._tickets.values()), {}
+        for ticket in lost:
+            with ticket.changed:
+                ticket.lost = True
+                ticket.changed.notify_all()
+
+    def submit(self, work: Path) -> _Ticket | None:
+        """Ask for one scoring of ``work``; ``None`` when the server is gone."""
+        ticket = _Ticket()
+        with self._lock:
+            self._count += 1
+            request_id = str(self._count)
+            self._tickets[request_id] = ticket
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(f"{request_id} {work}\n".encode("utf-8", "surrogateescape"))
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                del self._tickets[request_id]
+                return None
+        return ticket
 
     def discard(self) -> None:
+        """Kill and reap the server (its children in flight are their scorings' to kill) and remove its folder."""
         _kill_group(self.proc)
-        if self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self._reader.join(timeout=5)
         shutil.rmtree(self.work, ignore_errors=True)
 
 
 class EvaluatorPool:
-    """Evaluator processes started ahead of time, each taken by one :func:`score_outputs` call (``pool=``).
+    """A warm evaluator process shared by the :func:`score_outputs` calls given the pool (``pool=``).
 
-    Starting Python and importing pandas and scikit-learn costs about a second per scoring; a batch of thousands
-    of submissions pays it in the background instead. The pool holds up to ``size`` idle standby processes: each
-    has applied its address-space limit, imported what evaluators use and waits for one request. Each serves
-    exactly one scoring, under the same time and memory limits as a cold process, and is gone after it: nothing an
-    evaluator leaves in memory reaches the next run.
+    Starting Python and importing pandas and scikit-learn costs about 1.5 s of CPU per scoring; the pool pays it
+    once per batch. Its warm process has applied the address-space limit ``evaluator.memory_mb`` and imported what
+    evaluators use, then forks one fresh child per scoring, any number at once (:func:`_standby_main`). Each child
+    gets a session of its own and the same time and memory limits as a cold process, and its whole process group
+    is killed when it ends or runs out of time: nothing an evaluator leaves in memory reaches the next run, and no
+    evaluator code runs in the warm process itself.
 
-    The pool starts empty (the memory limit is known only at the first scoring). Each :func:`score_outputs` call
-    given the pool takes an idle standby of its ``evaluator.memory_mb`` if there is one, and otherwise starts a cold
-    process as it does without a pool; then it tops the pool up to ``size`` standbys of that limit, discarding
-    those of another limit. A standby that died while waiting (the OOM killer, a signal) is discarded and replaced
-    at the next scoring, which itself runs cold.
+    The warm process is started by :meth:`start` (a batch knows the limit before its first scoring), else by the
+    first scoring given the pool. A scoring of another memory limit replaces it; one that finds it dead (the OOM
+    killer, a signal) starts a new one.
 
-    One pool may be shared by the threads of one process (a batch's local workers): taking a standby and closing
-    hold a lock. It cannot cross a process boundary (it holds processes and a lock, and is not picklable), so Dask
-    workers score cold.
+    One pool may be shared by the threads of one process (a batch's local workers). It cannot cross a process
+    boundary (it holds a process and locks, and is not picklable), so Dask workers score cold.
 
-    :meth:`close` kills and reaps every idle standby and removes its work folder; a standby already taken belongs to
-    its scoring, which kills it when it ends. A closed pool starts nothing: :func:`score_outputs` given it scores
-    cold. Use the pool as a context manager (``with EvaluatorPool(workers) as pool:``) so it is closed however the
-    block ends.
+    :meth:`close` kills and reaps the warm process and removes its work folder; scorings in flight then fail as an
+    evaluator without a result. A closed pool starts nothing: :func:`score_outputs` given it scores cold. Use the
+    pool as a context manager (``with EvaluatorPool(workers) as pool:``) so it is closed however the block ends.
 
     Args:
-        size: how many idle standbys to keep ready (at least 1; usually the number of runs scored at once).
+        size: how many scorings are expected at once (kept for callers; one warm process serves them all).
     """
 
     def __init__(self, size: int = 1) -> None:
         self.size = max(1, size)
-        self._idle: list[_Standby] = []
+        self._server: _Standby | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -199,33 +318,33 @@ class EvaluatorPool:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._idle)} idle"
+        state = "closed" if self._closed else ("warm" if self._server is not None else "empty")
         return f"EvaluatorPool(size={self.size}, {state})"
 
+    def start(self, memory_mb: int) -> None:
+        """Start the warm process for scorings of ``memory_mb`` MiB now (in the background; it imports for ~1 s)."""
+        self._take(memory_mb, _evaluator_env())
+
     def _take(self, memory_mb: int, env: dict[str, str]) -> _Standby | None:
-        """An idle live standby of ``memory_mb`` (now the caller's to serve and kill) or ``None``; tops up the pool."""
+        """The live warm process of ``memory_mb`` (started when missing), or ``None`` when the pool is closed."""
         with self._lock:
             if self._closed:
                 return None
-            match = next((s for s in self._idle if s.memory_mb == memory_mb and s.proc.poll() is None), None)
-            if match is not None:
-                self._idle.remove(match)
-            # Standbys of another memory limit, and those that died waiting (the OOM killer, a signal), go: a dead
-            # one left here would hold a slot forever and every later scoring would start cold.
-            for other in [s for s in self._idle if s.memory_mb != memory_mb or s.proc.poll() is not None]:
-                self._idle.remove(other)
-                other.discard()
-            while len(self._idle) < self.size:  # ready for the next runs
-                self._idle.append(_Standby(memory_mb, env))
-            return match
+            server = self._server
+            if server is not None and (server.memory_mb != memory_mb or not server.alive()):
+                server.discard()
+                server = None
+            if server is None:
+                server = self._server = _Standby(memory_mb, env)
+            return server
 
     def close(self) -> None:
-        """Kill and reap every idle standby and remove its work folder. Idempotent; the pool starts nothing after."""
+        """Kill and reap the warm process and remove its work folder. Idempotent; the pool starts nothing after."""
         with self._lock:
             self._closed = True
-            for standby in self._idle:
-                standby.discard()
-            self._idle.clear()
+            if self._server is not None:
+                self._server.discard()
+                self._server = None
 
 
 def _evaluator_env() -> dict[str, str]:
@@ -256,8 +375,8 @@ def score_outputs(
         spec: the task spec.
         output_dir: the run's output folder (holding ``spec.predictions.file`` in predictions mode).
         phase: ``validation`` (scored against the public validation labels) or ``test`` (the hidden reference).
-        pool: take a process started ahead of time from this pool (see :class:`EvaluatorPool`); ``None`` (the
-            default), or a pool without a standby of this memory limit, starts a cold process.
+        pool: score in a child of this pool's warm process (see :class:`EvaluatorPool`); ``None`` (the default),
+            or a closed pool, starts a cold process.
 
     Returns:
         ``{split: {metric: value}}``, e.g. ``{"public": {"mae": 21.3, ...}, "private": {...}}``; splits and
@@ -274,56 +393,15 @@ def score_outputs(
     time_s = spec.evaluator.time_s
     env = _evaluator_env()
     standby = pool._take(spec.evaluator.memory_mb, env) if pool is not None else None
-    work = standby.work if standby is not None else Path(tempfile.mkdtemp(prefix="harness-score-"))
+    work = Path(tempfile.mkdtemp(prefix="harness-score-"))
     try:
         request, result, log = work / "request.pkl", work / "result.json", work / "evaluator.log"
         request.write_bytes(pickle.dumps((spec, Path(output_dir).resolve(), phase)))
-        started = time.monotonic()
+        returncode = None
         if standby is not None:
-            proc = standby.proc
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(b"go\n")
-                proc.stdin.close()
-            except OSError:
-                pass  # it died while waiting: reported below as an evaluator without a result
-        else:
-            with log.open("wb") as log_fh:
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-c",
-                        f"from {_ENTRY_MODULE} import _child_main; _child_main()",
-                        str(request),
-                        str(result),
-                        str(spec.evaluator.memory_mb),
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_fh,
-                    stderr=subprocess.STDOUT,
-                    cwd=work,
-                    env=env,
-                    start_new_session=True,
-                )
-        logger.debug("evaluator process %d started for %s (%s)", proc.pid, spec.id, phase)
-        try:
-            returncode = proc.wait(timeout=time_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise EvaluatorError(
-                f"the evaluator did not finish within its time limit of {time_s:g} s (evaluator.time_s in "
-                "task.yaml) and was stopped",
-                _tail(log),
-            ) from None
-        except BaseException:
-            _kill_group(proc)
-            raise
-        finally:
-            # Children the evaluator left behind die with its process group.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        duration = time.monotonic() - started
-        logger.debug("evaluator process %d ended with %s after %.2f s", proc.pid, returncode, duration)
+            returncode = _run_warm(standby, work, time_s, log)
+        if returncode is None:  # no pool, no warm process of this limit, or it failed before forking
+            returncode = _run_cold(spec, work, env, time_s)
         if not result.is_file():
             how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
             hint = " (SIGKILL: perhaps the machine's OOM killer)" if returncode == -signal.SIGKILL else ""
@@ -334,3 +412,74 @@ def score_outputs(
     if outcome["ok"]:
         return {split: {m: float(v) for m, v in metrics.items()} for split, metrics in outcome["scores"].items()}
     raise _ERROR_CLASSES[outcome["error"]](*outcome["args"])
+
+
+def _time_limit_error(time_s: float, log: Path) -> EvaluatorError:
+    return EvaluatorError(
+        f"the evaluator did not finish within its time limit of {time_s:g} s (evaluator.time_s in task.yaml) and "
+        "was stopped",
+        _tail(log),
+    )
+
+
+def _kill_pgid(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _run_warm(standby: _Standby, work: Path, time_s: float, log: Path) -> int | None:
+    """Score ``work`` in a child forked by the warm process; its exit status, or ``None`` when the warm process
+    was gone before forking (the caller then scores cold).
+
+    Raises:
+        EvaluatorError: the child ran past ``time_s`` (it was killed with its process group).
+    """
+    ticket = standby.submit(work)
+    if ticket is None or not ticket.wait("pid", 60.0) or ticket.pid is None:
+        return None  # gone, or not forking within a minute (a machine swapping): a cold process then
+    pid = ticket.pid  # the child's session and process group
+    try:
+        if not ticket.wait("status", time_s):
+            _kill_pgid(pid)
+            ticket.wait("status", 10.0)  # the warm process reaps it
+            raise _time_limit_error(time_s, log) from None
+    finally:
+        _kill_pgid(pid)  # children the evaluator left behind die with its process group
+    return ticket.status if ticket.status is not None else -signal.SIGKILL  # lost: the server died meanwhile
+
+
+def _run_cold(spec: TaskSpec, work: Path, env: dict[str, str], time_s: float) -> int:
+    """Score ``work`` in a new Python process; its exit status.
+
+    Raises:
+        EvaluatorError: it ran past ``time_s`` (it was killed with its process group).
+    """
+    request, result, log = work / "request.pkl", work / "result.json", work / "evaluator.log"
+    with log.open("wb") as log_fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"from {_ENTRY_MODULE} import _child_main; _child_main()",
+                str(request),
+                str(result),
+                str(spec.evaluator.memory_mb),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            cwd=work,
+            env=env,
+            start_new_session=True,
+        )
+    logger.debug("evaluator process %d started for %s", proc.pid, spec.id)
+    try:
+        return proc.wait(timeout=time_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise _time_limit_error(time_s, log) from None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        _kill_pgid(proc.pid)  # children the evaluator left behind die with its process group

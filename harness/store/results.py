@@ -556,8 +556,9 @@ class Store:
             scores: dict[int, dict[str, dict[str, float]]] = {}
             for chunk_start in range(0, len(run_ids), 500):
                 chunk = run_ids[chunk_start : chunk_start + 500]
-                for score in sess.scalars(select(ScoreRow).where(ScoreRow.run_id.in_(chunk))):
-                    scores.setdefault(score.run_id, {}).setdefault(score.split, {})[score.metric] = score.value
+                columns = (ScoreRow.run_id, ScoreRow.split, ScoreRow.metric, ScoreRow.value)  # tuples, not objects
+                for run_id, split, metric, value in sess.execute(select(*columns).where(ScoreRow.run_id.in_(chunk))):
+                    scores.setdefault(run_id, {}).setdefault(split, {})[metric] = value
             out = []
             for run, sub, team in rows:
                 out.append(

@@ -63,6 +63,7 @@ from harness.submission.entries import (
     submitted_at,
     unopened_fingerprint,
 )
+from harness.submission.fingerprint import FingerprintCache
 from harness.submission.model import DEFAULT_LIMITS, SUBMISSION_SUFFIXES, TEAM_FILE, OpenedSubmission, OpenLimits
 from harness.submission.team import MAX_TEAM_NAME_CHARS, check_team_name, team_name_from_entry
 from harness.submission.unpack import open_submission
@@ -72,6 +73,7 @@ __all__ = [
     "MAX_TEAM_NAME_CHARS",
     "SUBMISSION_SUFFIXES",
     "TEAM_FILE",
+    "FingerprintCache",
     "OpenLimits",
     "OpenedSubmission",
     "SubmissionEntry",

@@ -1,0 +1,256 @@
+"""Throughput benchmark (issue 13): the harness side by side with bare Docker + papermill. Measured, never asserted.
+
+In one run, on copies of a trivial notebook submission of the minimal fixture task:
+
+* bare ``docker run --rm --network none ... python -m papermill`` of each copy, at concurrency 1, 2 and 4 (the
+  floor: one container per notebook, no limits, no output cap, no scoring);
+* ``harness run`` of the same copies at its defaults and with ``--workers 1/2/4`` (fresh home each time), with
+  the harness's own CPU seconds per submission (user + system time of the ``harness`` process tree: the
+  coordinator, its evaluator processes, mkfs/mount; the teams' containers run under the engine, not in it);
+* the stage table: median seconds per stage from the runs' ``provenance["stages"]`` (default settings);
+* large batches: registering N entries (1,000 by default), a no-op re-run of them (``harness run`` that finds
+  every entry unchanged), the coordinator's peak memory, and ``harness leaderboard`` over 10,000 runs.
+
+Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--quick]`` (needs a Docker engine; builds the
+minimal task's image if missing; ``--quick``: 8 copies, concurrency 1 and 2 skipped for the harness, 200 entries,
+2,000 runs). Prints markdown tables and the load average before and after (other work on the machine skews them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_run import MINIMAL, _notebook  # noqa: E402  (the same trivial notebook as bench_run)
+
+HARNESS = [sys.executable, "-m", "harness.cli"]
+STAGES = ("open_hash", "store", "sandbox_start", "command", "collect", "score")
+
+
+def _timed(argv: list[str]) -> tuple[float, float, float]:
+    """(wall s, CPU s of the process tree, peak RSS MiB of its largest process) of one command (``os.wait4``)."""
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        pid = os.posix_spawn(
+            argv[0], argv, dict(os.environ),
+            file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)],
+        )  # fmt: skip
+        _pid, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status):
+            err.seek(0)
+            raise SystemExit(f"{' '.join(argv[:4])} failed: {err.read().decode()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def _bare(image: str, notebooks: list[Path], input_dir: Path, concurrency: int) -> float:
+    """Wall seconds to run every notebook with a bare ``docker run`` of papermill, ``concurrency`` at a time."""
+
+    def one(notebook: Path) -> None:
+        out = Path(tempfile.mkdtemp(prefix="bench-out-"))
+        out.chmod(0o777)
+        try:
+            subprocess.run(
+                ["docker", "run", "--rm", "--network", "none", "-v", f"{notebook.parent}:/submission:ro",
+                 "-v", f"{input_dir}:/input:ro", "-v", f"{out}:/output", image, "python", "-m", "papermill",
+                 f"/submission/{notebook.name}", "/output/executed.ipynb", "-p", "input_dir", "/input",
+                 "-p", "output_dir", "/output", "--no-progress-bar"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, notebooks))
+    return time.perf_counter() - started
+
+
+def _harness(task: Path, submissions: Path, workers: int | None) -> tuple[float, float, list[dict[str, float]]]:
+    """(wall s, CPU s of the harness's process tree, each run's stages) of one ``harness run`` in a fresh home."""
+    home = Path(tempfile.mkdtemp(prefix="bench-home-"))
+    try:
+        argv = [*HARNESS, "run", str(task), str(submissions), "--home", str(home)]
+        wall, cpu, _rss = _timed(argv + (["--workers", str(workers)] if workers else []))
+        with sqlite3.connect(home / "results.sqlite") as db:
+            stages = [json.loads(p).get("stages", {}) for (p,) in db.execute("select provenance from runs")]
+        return wall, cpu, stages
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _fill_runs(url: str, task_id: str, n_runs: int, per_team: int = 10) -> None:
+    """Write ``n_runs`` succeeded runs (``per_team`` submissions per team) straight into a store."""
+    from harness.store import Store
+    from harness.store.schema import RunRow, ScoreRow, SubmissionRow, TeamRow
+
+    store = Store(url)
+    store.ensure_task(task_id, "bench", "0" * 64)
+    now = dt.datetime.now(dt.UTC)
+    with store.session() as sess:
+        for t in range(n_runs // per_team):
+            team = TeamRow(task_id=task_id, name=f"team-{t:05d}")
+            sess.add(team)
+            sess.flush()
+            for k in range(per_team):
+                sub = SubmissionRow(task_id=task_id, team_id=team.id, content_hash=f"{t:032x}{k:032x}",
+                                    source=f"team-{t}-{k}", kind="notebook", entry="solution.ipynb",
+                                    submitted_at=now - dt.timedelta(minutes=k))  # fmt: skip
+                sess.add(sub)
+                sess.flush()
+                run = RunRow(submission_id=sub.id, phase="test", status="succeeded", active=True, finished_at=now,
+                             duration_s=1.0, provenance={"stages": {"command": 1.0}})  # fmt: skip
+                sess.add(run)
+                sess.flush()
+                value = (t * 7 + k) % 97 / 10
+                for split in ("public", "private"):
+                    for metric in ("mae", "max_error"):
+                        sess.add(ScoreRow(run_id=run.id, split=split, metric=metric, value=value))
+    store.close()
+
+
+def _large(task: Path, work: Path, entries: int, runs: int) -> list[tuple[str, float, str]]:
+    """Rows (what, seconds, note) of the large-batch figures."""
+    from harness.pipeline import RunRecord
+    from harness.spec import load_spec
+    from harness.status import Status
+    from harness.store import Store
+
+    spec = load_spec(task)
+    subs = work / "many"
+    subs.mkdir()
+    for i in range(entries):
+        _notebook(subs / f"team-{i:05d}.ipynb", i)
+    old = time.time() - 60  # settled: written a minute ago (the fingerprint trusts only settled times)
+    for path in subs.iterdir():
+        os.utime(path, (old, old))
+    home = work / "many-home"
+    # Register: plan every entry (opened, hashed, recorded) with the process sandbox but no run, by letting the
+    # batch find every run already finished: register once through the store, then time `harness run`.
+    code = (
+        "import sys, time; from pathlib import Path; from harness.spec import load_spec; "
+        "from harness.store import Store; from harness.scheduling import BatchSummary, plan_batch, "
+        "_without_iri_grammar; _without_iri_grammar(); "
+        f"spec = load_spec(Path({str(task)!r})); store = Store('sqlite:///{home}/results.sqlite'); "
+        "store.ensure_task(spec.id, spec.title, spec.spec_hash); t = time.perf_counter(); "
+        f"jobs = plan_batch(spec, Path({str(subs)!r}), store=store, submissions_root=Path({str(home)!r}) / "
+        "'submissions' / spec.id, phase='test', rerun=False, summary=BatchSummary(spec.id)); "
+        "print(len(jobs), time.perf_counter() - t)"
+    )
+    home.mkdir()
+    wall, _cpu, _rss = _timed([sys.executable, "-c", code])
+    store = Store(f"sqlite:///{home}/results.sqlite")
+    with store.session() as sess:
+        from harness.store.schema import SubmissionRow
+
+        ids = [row.id for row in sess.query(SubmissionRow).all()]
+    for submission_id in ids:
+        run_id = store.start_run(submission_id, "test")
+        scores = {s: {"mae": 1.0, "max_error": 1.0} for s in ("public", "private")}
+        store.finish_run(run_id, RunRecord(task_id=spec.id, phase="test", team="", content_hash="", kind="notebook",
+                                           status=Status.SUCCEEDED, scores=scores,
+                                           finished_at=dt.datetime.now(dt.UTC)))  # fmt: skip
+    store.close()
+    argv = [*HARNESS, "run", str(task), str(subs), "--home", str(home), "--sandbox", "process"]
+    first_wall, _c, _r = _timed(argv)  # the first no-op call writes the fingerprints
+    noop_wall, _c, rss = _timed(argv)
+    lb_home = work / "lb-home"
+    lb_home.mkdir()
+    _fill_runs(f"sqlite:///{lb_home}/results.sqlite", spec.id, runs)
+    lb_wall, _c, _r = _timed([*HARNESS, "leaderboard", str(task), "--home", str(lb_home)])
+    return [
+        (f"register {entries:,} entries (open, hash, record)", wall, "target < 10 s"),
+        (f"no-op re-run of {entries:,} entries, first call (fingerprints written)", first_wall, ""),
+        (f"no-op re-run of {entries:,} entries (`harness run`, nothing evaluated)", noop_wall, "target < 10 s"),
+        (f"`harness leaderboard` over {runs:,} runs ({runs // 10:,} teams)", lb_wall, "target < 1 s"),
+        ("coordinator peak memory in these calls (MiB)", rss, "target < 500 MiB"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=16)
+    parser.add_argument("--entries", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=10000)
+    parser.add_argument("--quick", action="store_true", help="8 copies, fewer settings, 200 entries, 2,000 runs")
+    args = parser.parse_args()
+    if args.quick:
+        args.copies, args.entries, args.runs = 8, 200, 2000
+    from harness.images import build_task_image
+    from harness.scheduling import default_workers
+    from harness.spec import load_spec
+    from harness.tasks import prepare_task
+
+    load_before = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    try:
+        task = work / "minimal"
+        shutil.copytree(MINIMAL, task, ignore=shutil.ignore_patterns("data", "__pycache__"))
+        prepare_task(task, echo=lambda _msg: None)
+        spec = load_spec(task)
+        image = build_task_image(spec, echo=lambda _msg: None).tag
+        submissions = work / "submissions"
+        submissions.mkdir()
+        for i in range(args.copies):
+            _notebook(submissions / f"team-{i:02d}.ipynb", i)
+        notebooks = sorted(submissions.iterdir())
+        n = args.copies
+
+        bare = {c: _bare(image, notebooks, spec.input_dir("test"), c) for c in (1, 2, 4)}
+        floor_c = min(bare, key=lambda c: bare[c])
+        floor = bare[floor_c]
+        bare_name = "bare `docker run --rm --network none ... papermill`, {} at a time"
+        rows = [(bare_name.format(c), w, None) for c, w in bare.items()]
+        default_wall, default_cpu, stages = _harness(task, submissions, None)
+        rows.append((f"`harness run` (defaults: {default_workers(spec)} workers here)", default_wall, default_cpu))
+        for c in (4,) if args.quick else (1, 2, 4):
+            wall, cpu, _stages = _harness(task, submissions, c)
+            rows.append((f"`harness run --workers {c}`", wall, cpu))
+
+        print(f"\n{n} trivial notebook submissions of the minimal task; {os.cpu_count()} cores\n")
+        print("| what | wall (s) | per submission (s) | vs bare floor | harness CPU per submission (s) |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for name, wall, cpu in rows:
+            cpu_text = f"{cpu / n:.2f}" if cpu is not None else "-"
+            print(f"| {name} | {wall:.1f} | {wall / n:.2f} | {wall / floor:.2f}x | {cpu_text} |")
+        print(f"\nbare floor: concurrency {floor_c}; target: `harness run` defaults <= 1.25x, CPU <= 0.25 s\n")
+
+        print("Stages of the default run (seconds per run, from provenance['stages']):\n")
+        print("| stage | median | max |")
+        print("| --- | ---: | ---: |")
+        for stage in STAGES:
+            values = [s[stage] for s in stages if stage in s]
+            if values:
+                print(f"| {stage} | {statistics.median(values):.3f} | {max(values):.3f} |")
+
+        print("\nLarge batches:\n")
+        print("| what | seconds | |")
+        print("| --- | ---: | --- |")
+        for name, value, note in _large(task, work, args.entries, args.runs):
+            print(f"| {name} | {value:.2f} | {note} |")
+        load_after = os.getloadavg()
+        print(
+            f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
+            f"{', '.join(f'{v:.2f}' for v in load_after)}"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Unchanged entries are recognised by a cheap fingerprint; a changed one never is (issue 13); default workers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import pytest
+from spec_fixtures import toy_spec
+
+from harness.scheduling import default_workers
+from harness.spec import TaskSpec
+from harness.submission import FingerprintCache, SubmissionEntry, open_entry
+from harness.submission import fingerprint as fingerprint_module
+
+NOTEBOOK = (
+    '{"cells": [{"cell_type": "code", "execution_count": null, "id": "c1", "metadata": {"tags": ["parameters"]}, '
+    '"outputs": [], "source": "input_dir = %d"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+)
+
+
+def _settle(_path: Path) -> None:
+    """Wait until the entry's times are older than SETTLE_S (set to 0.2 s by the ``spec`` fixture)."""
+    time.sleep(0.3)
+
+
+def _open_cached(spec: TaskSpec, root: Path, path: Path) -> tuple[bool, str]:
+    """Open ``path`` as a batch does (cache first); (was it taken from the cache, its content hash)."""
+    cache = FingerprintCache(root, spec.submission)
+    found = cache.lookup(path)
+    if found is not None:
+        hit, content_hash = True, found[0].content_hash
+    else:
+        opened, reason = open_entry(SubmissionEntry(path, path.stem), root, spec.submission)
+        assert opened is not None, reason
+        cache.remember(path, opened, dt.datetime.now(dt.UTC))
+        hit, content_hash = False, opened.content_hash
+    cache.save()
+    return hit, content_hash
+
+
+@pytest.fixture
+def spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TaskSpec:
+    monkeypatch.setattr(fingerprint_module, "SETTLE_S", 0.2)  # instead of 2 s: a quicker test
+    return toy_spec(tmp_path / "task")
+
+
+def test_an_unchanged_notebook_is_taken_from_the_cache_and_a_rewritten_one_is_opened_again(
+    spec: TaskSpec, tmp_path: Path
+) -> None:
+    root = tmp_path / "opened"
+    root.mkdir()
+    entry = tmp_path / "team-a.ipynb"
+    entry.write_text(NOTEBOOK % 1)
+    _settle(entry)
+    first = _open_cached(spec, root, entry)
+    assert first[0] is False
+    assert _open_cached(spec, root, entry) == (True, first[1])
+    # Same size, modification time set back to what it was: the change time still tells.
+    info = entry.stat()
+    entry.write_text(NOTEBOOK % 2)
+    os.utime(entry, ns=(info.st_atime_ns, info.st_mtime_ns))
+    hit, changed = _open_cached(spec, root, entry)
+    assert hit is False and changed != first[1]
+
+
+def test_a_fresh_entry_is_not_remembered_until_its_times_settle(spec: TaskSpec, tmp_path: Path) -> None:
+    root = tmp_path / "opened"
+    root.mkdir()
+    entry = tmp_path / "team-a.ipynb"
+    entry.write_text(NOTEBOOK % 1)  # just written: a second write within the same clock tick keeps its times
+    assert _open_cached(spec, root, entry)[0] is False
+    assert _open_cached(spec, root, entry)[0] is False
+    _settle(entry)
+    assert _open_cached(spec, root, entry)[0] is False  # remembered now
+    assert _open_cached(spec, root, entry)[0] is True
+
+
+def test_a_file_changed_inside_a_folder_entry_or_a_lost_opened_folder_is_opened_again(
+    spec: TaskSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "opened"
+    root.mkdir()
+    entry = tmp_path / "team-b"
+    entry.mkdir()
+    (entry / "main.py").write_text("print(1)\n")
+    _settle(entry)
+    hit, content_hash = _open_cached(spec, root, entry)
+    assert not hit and _open_cached(spec, root, entry) == (True, content_hash)
+    (entry / "notes.txt").write_text("x")  # a new file: the folder's times and listing change
+    _settle(entry)
+    hit, second = _open_cached(spec, root, entry)
+    assert not hit and second != content_hash
+    import shutil
+
+    shutil.rmtree(root / second)  # the opened copy is gone: never trusted blindly
+    assert _open_cached(spec, root, entry) == (False, second)
+    # Another way of opening entries (another harness version) does not use the cache either.
+    monkeypatch.setattr(fingerprint_module, "__version__", "0.0.0-other")
+    assert _open_cached(spec, root, entry)[0] is False
+
+
+def test_default_workers_double_the_cores_within_memory_and_the_spec_limits(spec: TaskSpec) -> None:
+    per_run = spec.limits.memory_mb + spec.evaluator.memory_mb
+    many = 1_000_000.0
+    assert default_workers(spec, cores=2, memory_mb=many) in {int(2 / spec.limits.cpus), int(4 / spec.limits.cpus)}
+    assert default_workers(spec, cores=64, memory_mb=per_run * 4 / 0.75) == 4  # memory bounds it
+    assert default_workers(spec, cores=1, memory_mb=1.0) == 1  # never below one
