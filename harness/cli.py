@@ -430,7 +430,15 @@ def leaderboard_cmd(
     if fmt == "parquet" and output is None:
         raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
     spec = resolve_task(task)
-    df = leaderboard(spec, db_url=db, home=home, split=split, selection=selection, similar=similar, intervals=intervals)  # type: ignore[arg-type]
+    df = leaderboard(
+        spec,
+        db_url=db,
+        home=home,
+        split=split,
+        selection=selection,  # type: ignore[arg-type]
+        similar=similar,
+        intervals=intervals,
+    )
     _print_stale(spec, db, home)
     if fmt != "table":
         text = export(df, spec.metrics, fmt, output)
@@ -439,66 +447,9 @@ def leaderboard_cmd(
         else:
             err_console.print(f"wrote {fmt} leaderboard of {spec.id} ({split}) to {output}")
         return
-    print_leaderboard(df, spec, split=split, wide=wide)
+    from harness.cli_output import print_leaderboard
 
-
-def print_leaderboard(df: Any, spec: Any, *, split: str, wide: bool = False) -> None:
-    """The leaderboard as a terminal table that stays readable at 80 columns.
-
-    Ranks, teams, metrics and statuses form the table; the reasons of rows that are not ranked follow it, one line
-    each. ``wide`` adds the submission hash, timings and submission time. Team text (names, reasons) is made
-    visible (:func:`harness.text.visible`): control and bidirectional characters show as escapes.
-    """
-    import pandas as pd
-    from rich.table import Table
-
-    from harness.ranking import display_table
-
-    shown = display_table(df, spec.metrics)
-    columns = ["rank", "team", *[m.name for m in spec.metrics], "status"]
-    if "stale" in shown and shown["stale"].fillna("").astype(bool).any():
-        columns.append("stale")  # what changed since these scores were made (see `harness rescore`)
-    if "ci" in shown:  # paired bootstrap intervals of the primary metric (harness.ranking_intervals)
-        columns[2 + len(spec.metrics) : 2 + len(spec.metrics)] = ["ci", "ranks", "group"]
-    if wide:
-        columns += ["submission", "identical_to", "duration_s", "peak_memory_mb", "submitted_at"]
-    labels = {m.name: m.label or m.name for m in spec.metrics}
-    table = Table(title=f"{spec.title}: {split} leaderboard ({len(shown)} teams)", title_justify="left")
-    for column in columns:
-        header = labels.get(column, column)
-        numeric = column in labels or column in ("rank", "duration_s", "peak_memory_mb")
-        table.add_column(
-            header,
-            justify="right" if numeric else "left",
-            no_wrap=column in ("rank", "team", "status"),
-            min_width=4 if column == "rank" else None,
-            overflow="fold",
-        )
-    for _, row in shown.iterrows():
-        table.add_row(*["" if pd.isna(row[c]) else visible(str(row[c]), keep="") for c in columns])
-    console.print(table)
-    unranked = shown[shown["rank"].isna()]
-    if len(unranked):
-        console.print("not ranked:", style="bold")
-        for _, row in unranked.iterrows():
-            said = visible(f"  {row['team']}: {row['status']}: {row['reason']}", keep="")
-            console.print(said, highlight=False, markup=False)
-    identical = shown[shown["identical_to"].astype(bool)]
-    for _, row in identical.iterrows():
-        said = visible(f"  {row['team']}: same content as {row['identical_to']}", keep="")
-        console.print(said, highlight=False, markup=False)
-    unavailable = df.attrs.get("intervals", {}).get("unavailable", "")
-    if unavailable:
-        console.print(visible(f"no intervals: {unavailable}", keep=""), highlight=False, markup=False)
-    if "intervals" in df and df["intervals"].notna().any():
-        from harness.ranking_intervals import separability
-
-        console.print(f"ci, ranks, group: {df['intervals'].dropna().iloc[0]}", highlight=False, markup=False)
-        console.print(visible(separability(df), keep=""), highlight=False, markup=False)
-    if "similar_to" in shown:
-        for _, row in shown[shown["similar_to"].astype(bool)].iterrows():
-            said = visible(f"  {row['team']}: similar to {row['similar_to']}", keep="")
-            console.print(said, highlight=False, markup=False)
+    print_leaderboard(console, df, spec, split=split, wide=wide)
 
 
 @app.command("rescore")

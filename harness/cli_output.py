@@ -1,0 +1,81 @@
+"""The terminal renderings of the ``harness`` command: the leaderboard table and the lines that follow it.
+
+Kept apart from :mod:`harness.cli` (argument parsing, one library call per command, exit codes) so that module stays
+about commands. Team text is made visible (:func:`harness.text.visible`) before it reaches the terminal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from harness.text import visible
+
+__all__ = ["print_leaderboard"]
+
+
+def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide: bool = False) -> None:
+    """The leaderboard as a terminal table that stays readable at 80 columns.
+
+    Ranks, teams, metrics and statuses form the table; the reasons of rows that are not ranked follow it, one line
+    each. ``wide`` adds the submission hash, timings and submission time. Team text (names, reasons) is made
+    visible (:func:`harness.text.visible`): control and bidirectional characters show as escapes.
+
+    Args:
+        console: where to print (the CLI's standard-output console).
+        df: :func:`harness.leaderboard`'s table (with its optional ``stale``, interval and ``similar_to`` columns).
+        spec: the task spec (its metrics name the columns).
+        split: the split shown, for the title.
+        wide: add the submission hash, timings and submission time.
+    """
+    import pandas as pd
+    from rich.table import Table
+
+    from harness.ranking import display_table
+
+    shown = display_table(df, spec.metrics)
+    columns = ["rank", "team", *[m.name for m in spec.metrics], "status"]
+    if "stale" in shown and shown["stale"].fillna("").astype(bool).any():
+        columns.append("stale")  # what changed since these scores were made (see `harness rescore`)
+    if "ci" in shown:  # paired bootstrap intervals of the primary metric (harness.ranking_intervals)
+        columns[2 + len(spec.metrics) : 2 + len(spec.metrics)] = ["ci", "ranks", "group"]
+    if wide:
+        columns += ["submission", "identical_to", "duration_s", "peak_memory_mb", "submitted_at"]
+    labels = {m.name: m.label or m.name for m in spec.metrics}
+    table = Table(title=f"{spec.title}: {split} leaderboard ({len(shown)} teams)", title_justify="left")
+    for column in columns:
+        header = labels.get(column, column)
+        numeric = column in labels or column in ("rank", "duration_s", "peak_memory_mb")
+        table.add_column(
+            header,
+            justify="right" if numeric else "left",
+            no_wrap=column in ("rank", "team", "status"),
+            min_width=4 if column == "rank" else None,
+            overflow="fold",
+        )
+    for _, row in shown.iterrows():
+        table.add_row(*["" if pd.isna(row[c]) else visible(str(row[c]), keep="") for c in columns])
+    console.print(table)
+    unranked = shown[shown["rank"].isna()]
+    if len(unranked):
+        console.print("not ranked:", style="bold")
+        for _, row in unranked.iterrows():
+            said = visible(f"  {row['team']}: {row['status']}: {row['reason']}", keep="")
+            console.print(said, highlight=False, markup=False)
+    identical = shown[shown["identical_to"].astype(bool)]
+    for _, row in identical.iterrows():
+        said = visible(f"  {row['team']}: same content as {row['identical_to']}", keep="")
+        console.print(said, highlight=False, markup=False)
+    unavailable = df.attrs.get("intervals", {}).get("unavailable", "")
+    if unavailable:
+        console.print(visible(f"no intervals: {unavailable}", keep=""), highlight=False, markup=False)
+    if "intervals" in df and df["intervals"].notna().any():
+        from harness.ranking_intervals import separability
+
+        console.print(f"ci, ranks, group: {df['intervals'].dropna().iloc[0]}", highlight=False, markup=False)
+        console.print(visible(separability(df), keep=""), highlight=False, markup=False)
+    if "similar_to" in shown:
+        for _, row in shown[shown["similar_to"].astype(bool)].iterrows():
+            said = visible(f"  {row['team']}: similar to {row['similar_to']}", keep="")
+            console.print(said, highlight=False, markup=False)
