@@ -46,7 +46,9 @@ class SeattleWeatherEvaluator(Evaluator):
         truth = reference[group.target].astype(str).to_numpy()
         predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
         return {
-            "log_loss": float(log_loss(truth, probabilities, labels=classes)),
+            # scikit-learn reads the probability columns in *sorted* label order whatever order labels= has:
+            # reorder them, so the score stays right if the spec's classes are ever listed out of order
+            "log_loss": float(log_loss(truth, probabilities[:, np.argsort(classes)], labels=sorted(classes))),
             "macro_f1": float(f1_score(truth, predicted, labels=classes, average="macro", zero_division=0)),
             "accuracy": float(accuracy_score(truth, predicted)),
         }
