@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,8 @@ def entry_fingerprint(path: Path) -> tuple[str, int]:
         ``(sha256 hex, newest mtime/ctime in ns)``.
 
     Raises:
-        OSError: the entry cannot be examined.
+        OSError: the entry cannot be examined, or it is or holds a symbolic link: what a link points at can change
+            without any change to the link's own metadata, so such an entry is opened and hashed every time.
     """
     digest = hashlib.sha256()
     newest = 0
@@ -62,6 +64,8 @@ def entry_fingerprint(path: Path) -> tuple[str, int]:
             f"{info.st_ctime_ns}\n".encode("utf-8", "surrogateescape")
         )
         newest = max(newest, info.st_mtime_ns, info.st_ctime_ns)
+        if stat.S_ISLNK(info.st_mode):
+            raise OSError(f"{path / relative} is a symbolic link: its target's changes are not in its metadata")
 
     top = path.lstat()
     add(".", top)

@@ -108,3 +108,21 @@ def test_default_workers_double_the_cores_within_memory_and_the_spec_limits(spec
     assert default_workers(spec, cores=2, memory_mb=many) in {int(2 / spec.limits.cpus), int(4 / spec.limits.cpus)}
     assert default_workers(spec, cores=64, memory_mb=per_run * 4 / 0.75) == 4  # memory bounds it
     assert default_workers(spec, cores=1, memory_mb=1.0) == 1  # never below one
+
+
+def test_a_symlinked_entry_is_opened_every_time_so_a_changed_target_is_seen(spec: TaskSpec, tmp_path: Path) -> None:
+    root = tmp_path / "opened"
+    root.mkdir()
+    real = tmp_path / "elsewhere" / "team-c"
+    real.mkdir(parents=True)
+    (real / "main.py").write_text("print(1)\n")
+    entry = tmp_path / "entries" / "team-c"
+    entry.parent.mkdir()
+    entry.symlink_to(real)  # the link's own times never change when its target's files do
+    _settle(entry)
+    first = _open_cached(spec, root, entry)
+    assert _open_cached(spec, root, entry) == (False, first[1])  # never taken from the cache
+    (real / "main.py").write_text("print(22)\n")
+    _settle(entry)
+    hit, changed = _open_cached(spec, root, entry)
+    assert hit is False and changed != first[1]
