@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.text import visible
+
 __all__ = ["SHAKEUP_COLUMNS", "interval_figure", "shakeup_table"]
 
 #: Columns of :func:`shakeup_table`, with their dtypes.
@@ -96,8 +98,14 @@ def interval_figure(board: pd.DataFrame, metric: str, *, label: str | None = Non
             ax.errorbar(values[i], y[i], xerr=[[values[i] - low], [high - values[i]]], fmt="o", color=colour, capsize=3)
         else:
             ax.plot(values[i], y[i], "o", color=colour)
-    ax.set_yticks(y, [f"{int(r)}. {t}" for r, t in zip(ranked["rank"], ranked["team"], strict=True)])
+    ax.set_yticks(y, [_tick(f"{int(r)}. {t}") for r, t in zip(ranked["rank"], ranked["team"], strict=True)])
     ax.set_xlabel(label or metric)
     ax.set_title("paired bootstrap intervals; colour = tie group" if has else "scores (no intervals)")
     fig.tight_layout()
     return fig
+
+
+def _tick(text: str) -> str:
+    """A team's label as matplotlib must get it: control characters made visible, and ``$`` escaped, or a team
+    named ``pay $\\frac{1}{$`` makes matplotlib's mathtext fail and the whole report with it."""
+    return visible(text, keep="").replace("$", r"\$")

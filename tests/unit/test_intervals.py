@@ -83,3 +83,21 @@ def test_bad_input() -> None:
         compare(np.zeros(3), higher_is_better=True)
     with pytest.raises(ValueError, match="level"):
         compare(np.zeros((3, 2)), higher_is_better=True, level=0.2)
+
+
+def test_the_interval_figure_draws_team_names_holding_dollar_signs_literally(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from harness.report.intervals import interval_figure
+
+    board = pd.DataFrame(
+        {"rank": [1, 2], "team": ["pay $\\frac{1}{$ now", "b\x1b[31m"], "mae": [1.0, 2.0], "mae_low": [0.5, 1.5],
+         "mae_high": [1.5, 2.5], "tie_group": [1, 2]}
+    )  # fmt: skip
+    figure = interval_figure(board, "mae")
+    figure.savefig(tmp_path / "board.png")  # mathtext would raise on the first name
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels == ["1. pay \\$\\frac{1}{\\$ now", "2. b\\x1b[31m"]
