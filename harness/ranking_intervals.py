@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.intervals import Comparison, bootstrap_means, bootstrap_scores, compare, percentile_interval, split_rng
+from harness.provenance import file_sha256
 from harness.scoring.evaluator import Evaluator, load_evaluator
 from harness.scoring.kept import aligned_predictions, kept_predictions_path, load_phase_reference
 from harness.scoring.rows import row_score_parts
@@ -111,7 +112,11 @@ def load_split_rows(spec: TaskSpec, runs: Sequence[ScoredRun], split: str, *, ph
     missing: dict[int, str] = {}
     for run in runs:
         path = kept_predictions_path(spec, run.artifacts_dir)
+        recorded = (run.provenance.get("inputs") or {}).get("predictions")
         try:
+            if recorded and file_sha256(path) != recorded:  # changed on disk since it was scored: not what ranked
+                missing[run.run_id] = f"{path} changed since it was scored (sha256 differs from the run's record)"
+                continue
             aligned = aligned_predictions(spec, path, phase_reference.reference)
         except (HarnessError, OSError) as exc:
             missing[run.run_id] = f"{path}: {exc}"
@@ -172,7 +177,9 @@ def add_intervals(
 
     Returns:
         ``table``'s columns, then :func:`interval_columns` (dtypes: float64 per metric bound, then
-        :data:`INTERVAL_COLUMNS`). A ranked team whose kept predictions cannot be read gets <NA> (and a warning).
+        :data:`INTERVAL_COLUMNS`). When a ranked team's kept predictions cannot be read, or differ from the sha256
+        its run recorded, no row gets intervals (rank ranges are only true among all ranked teams): the reason
+        is in ``attrs["intervals"]["unavailable"]``.
         ``attrs["intervals"]``: the settings (resamples, level, seed, split) and ``leader_separable``.
 
         A task scored from an output folder (``evaluator.mode: output_dir``), or whose reference or evaluator
@@ -218,11 +225,20 @@ def add_intervals(
         attrs["unavailable"] = str(exc)
         log.info("no intervals for task %s: %s", spec.id, exc)
         return out
-    for run_id, why in rows.missing.items():
-        log.warning("no intervals for run %s: its kept predictions cannot be read (%s)", run_id, why)
-    kept = [(i, r) for i, r in zip(ranked, run_ids, strict=True) if r in rows.predictions]
-    if not kept:
+    lost = [r for r in run_ids if r not in rows.predictions]
+    if lost:  # a rank range is only true among all ranked teams: none rather than ranges that skip a team
+        teams = {r: str(by_id[r].team) if r in by_id else f"run {r}" for r in lost}
+        whys = [rows.missing.get(r, "its run is not in the store") for r in lost]
+        attrs["unavailable"] = (
+            f"the kept predictions of {len(lost)} ranked team(s) cannot be used ("
+            + "; ".join(f"{teams[r]}: {why}" for r, why in list(zip(lost, whys, strict=True))[:3])
+            + (" ..." if len(lost) > 3 else "")
+            + "); intervals, rank ranges and tie groups need every ranked team's: `harness verify` or "
+            "`harness run --rerun` those teams"
+        )
+        log.warning("no intervals for task %s: %s", spec.id, attrs["unavailable"])
         return out
+    kept = list(zip(ranked, run_ids, strict=True))
     index = [i for i, _ in kept]
     ids = [r for _, r in kept]
     primary = next(m for m in metrics if m.primary)

@@ -70,4 +70,29 @@ def test_intervals_tie_groups_and_the_ladder(minimal_task: Path, test_image: str
     assert ladder.loc["alpha", "mae"] == 0.0
     private_best = leaderboard(minimal_task, home=home, split="private")
     private_ladder = leaderboard(laddered, home=home, split="private")
-    assert private_best.drop(columns="submitted_at").equals(private_ladder.drop(columns="submitted_at"))
+    # (the copy's task.yaml differs, so its runs are rightly "stale": task.yaml changed; the rest is the same)
+    assert set(private_ladder["stale"]) == {"task.yaml changed"}
+    unchanged = ["submitted_at", "stale"]
+    assert private_best.drop(columns=unchanged).equals(private_ladder.drop(columns=unchanged))
+
+    # a kept predictions file changed on disk after scoring (here: bravo's replaced by alpha's) is not what was
+    # ranked: no team gets intervals, and the board says why instead of mixing the file into tie groups
+    bravo = next(r for r in rows if r["team"] == "bravo")
+    alpha = next(r for r in rows if r["team"] == "alpha")
+    kept = {r["team"]: Path(_artifacts(home, r["run_id"])) / "output" / "predictions.csv" for r in (alpha, bravo)}
+    shutil.copyfile(kept["alpha"], kept["bravo"])
+    tampered = leaderboard(minimal_task, home=home, split="private", intervals=True)
+    assert tampered["tie_group"].isna().all()
+    assert "bravo" in tampered.attrs["intervals"]["unavailable"]
+    assert "changed since it was scored" in tampered.attrs["intervals"]["unavailable"]
+
+
+def _artifacts(home: Path, run_id: int) -> str:
+    """The artifacts folder a run recorded."""
+    from harness.store import Store
+
+    store = Store(f"sqlite:///{home}/results.sqlite")
+    try:
+        return next(r.artifacts_dir for r in store.runs("minimal", phase="test") if r.run_id == run_id)
+    finally:
+        store.close()
