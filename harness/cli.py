@@ -464,6 +464,9 @@ def rescore_cmd(
     home: HomeOption = None,
     db: DbOption = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Evaluator processes at once (default: cores).")] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Also score runs already current (default: stale or unknown ones only).")
+    ] = False,
 ) -> None:
     """Score the kept predictions of every active run again with the current evaluator and reference.
 
@@ -475,11 +478,15 @@ def rescore_cmd(
     spec = resolve_task(task)
     store = _store(db, home)
     try:
-        summary = rescore_task(spec, store, team=team, phase=phase, split=split, workers=workers)
+        summary = rescore_task(spec, store, team=team, phase=phase, split=split, workers=workers, every=every)
     finally:
         store.close()
     for line in summary.lines():
         console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if summary.evaluator_errors:  # the author's to fix: a script running rescore must see it failed
+        from harness.errors import EXIT_CODES, EvaluatorError
+
+        raise typer.Exit(EXIT_CODES[EvaluatorError])
 
 
 @app.command("verify")

@@ -51,6 +51,9 @@ __all__ = [
 RESCORABLE = ("evaluator", "spec", "reference", "harness_version")
 #: Inputs whose change only running the team's code again fixes (``harness run --rerun``).
 NEEDS_RERUN = ("input", "image_id")
+#: Statuses whose outcome came from the evaluator (the evaluator, spec and reference can change them); a run that
+#: failed, timed out or ran out of memory before scoring depends only on its inputs and image.
+_SCORED = ("succeeded", "invalid_output", "evaluator_error")
 
 #: What a changed input is called in messages.
 _WHAT = {
@@ -280,10 +283,23 @@ def current_inputs(spec: TaskSpec, phase: str) -> dict[str, Any]:
 
 
 def check_runs(spec: TaskSpec, runs: Iterable[Any], *, phase: str = "test") -> list[Staleness]:
-    """The :class:`Staleness` of each run (objects with a ``provenance`` dict, e.g.
-    :class:`~harness.store.ScoredRun`), in order; the task's inputs are hashed once."""
+    """The :class:`Staleness` of each run (objects with a ``provenance`` dict and a ``status``, e.g.
+    :class:`~harness.store.ScoredRun`), in order; the task's inputs are hashed once.
+
+    A rejected run is never stale; a run that failed before scoring (failed, timed_out, out_of_memory,
+    harness_error) is stale only when its input data or image changed, as no evaluator or reference touched it.
+    """
     now = current_inputs(spec, phase)
-    return [staleness(run.provenance.get("inputs"), now, phase=phase) for run in runs]
+    out = []
+    for run in runs:
+        item = staleness(run.provenance.get("inputs"), now, phase=phase)
+        status = str(getattr(run, "status", _SCORED[0]))
+        if status == "rejected":  # refused at the door: nothing ran, nothing can be stale
+            item = Staleness()
+        elif status not in _SCORED:  # its code failed before any scoring: only new inputs or image can matter
+            item = Staleness(tuple(name for name in item.changed if name in NEEDS_RERUN))
+        out.append(item)
+    return out
 
 
 def stale_report(spec: TaskSpec, store: Any, *, phase: str = "test") -> list[str]:

@@ -43,6 +43,7 @@ class Rescored:
         status: the new run's status.
         reason: the new run's reason (``""`` on success).
         before / after: the primary metric on the shown split, before and after (``None`` when not scored).
+        old_status / old_reason: the replaced run's status and reason.
     """
 
     team: str
@@ -52,6 +53,13 @@ class Rescored:
     reason: str
     before: float | None
     after: float | None
+    old_status: str = ""
+    old_reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """Whether rescoring changed the run's outcome (its status, reason or shown score)."""
+        return self.before != self.after or str(self.status) != self.old_status or self.reason != self.old_reason
 
 
 @dataclass
@@ -66,6 +74,8 @@ class RescoreSummary:
         skipped: ``(team, run_id, why)`` of active runs not scored again (their code failed, nothing was kept, the
             kept file changed since it was scored).
         needs_rerun: runs whose input data or image changed since they ran: still stale after rescoring.
+        current: active runs already scored with the current evaluator, spec and reference (not scored again
+            unless ``every`` was asked).
         duration_s: wall-clock seconds.
     """
 
@@ -75,12 +85,20 @@ class RescoreSummary:
     rescored: list[Rescored] = field(default_factory=list)
     skipped: list[tuple[str, int, str]] = field(default_factory=list)
     needs_rerun: int = 0
+    current: int = 0
     duration_s: float = 0.0
+
+    @property
+    def evaluator_errors(self) -> int:
+        """Rescored runs whose evaluator failed (the task author's to fix)."""
+        return sum(1 for item in self.rescored if item.status is Status.EVALUATOR_ERROR)
 
     def lines(self) -> list[str]:
         """Lines for people: one per rescored run whose outcome changed, the skipped runs, and the totals."""
         out = []
         for item in self.rescored:
+            if not item.changed:
+                continue
             if item.status is not Status.SUCCEEDED:
                 out.append(f"{item.team}: run {item.old_run_id} -> {item.new_run_id} is {item.status}: {item.reason}")
             elif item.before != item.after:
@@ -90,11 +108,17 @@ class RescoreSummary:
                 )
         for team, run_id, why in self.skipped:
             out.append(f"{team}: run {run_id} not rescored: {why}")
-        changed = sum(1 for item in self.rescored if item.before != item.after or item.status is not Status.SUCCEEDED)
+        changed = sum(1 for item in self.rescored if item.changed)
+        current = f", {self.current} already current (--all scores them too)" if self.current else ""
         out.append(
             f"{len(self.rescored)} run(s) of {self.task_id} rescored from their kept predictions in "
-            f"{self.duration_s:.1f} s ({changed} changed), {len(self.skipped)} skipped; no team code was run"
+            f"{self.duration_s:.1f} s ({changed} changed), {len(self.skipped)} skipped{current}; no team code was run"
         )
+        if self.evaluator_errors:
+            out.append(
+                f"{self.evaluator_errors} run(s) got evaluator_error: the evaluator failed on their predictions; fix "
+                "it and rescore again (the earlier scores stay in the history)"
+            )
         if self.needs_rerun:
             out.append(
                 f"{self.needs_rerun} run(s) ran on input data or an image that changed since: rescoring cannot fix "
@@ -119,6 +143,7 @@ def rescore_task(
     phase: str = "test",
     split: str | None = None,
     workers: int | None = None,
+    every: bool = False,
 ) -> RescoreSummary:
     """Score the kept predictions of a task's active runs again and make the new scores active.
 
@@ -130,17 +155,23 @@ def rescore_task(
         split: the split whose primary metric the summary shows (default: the phase's first); every split is
             scored again, so a run stays whole.
         workers: evaluator processes at once (default: the number of cores).
+        every: score runs that are already current too (by default only stale runs, or runs of unknown
+            provenance, are scored again, so a second rescore adds no history).
 
     Returns:
         A :class:`RescoreSummary`.
 
     Raises:
-        HarnessError: no active runs (for the team), or an unknown split.
+        HarnessError: no active runs (for the team), or an unknown split or phase.
+        EvaluatorError: the evaluator failed on every run scored: nothing was changed (a broken evaluator never
+            empties the board).
         StoreError: another coordinator holds the task's lease.
     """
     from harness.scoring.batch import score_many
 
     started = dt.datetime.now(dt.UTC)
+    if phase not in spec.data.references:
+        raise HarnessError(f"unknown phase {phase!r}; expected one of {', '.join(spec.data.references)}")
     splits = spec.splits(phase)
     shown_split = split or splits[0]
     if shown_split not in splits:
@@ -164,11 +195,20 @@ def rescore_task(
         why = _why_not(spec, run)
         if why:
             summary.skipped.append((run.team, run.run_id, why))
+        elif not every and not staleness(run.provenance.get("inputs"), check, phase=phase).stale:
+            summary.current += 1
         else:
             todo.append(run)
     store.acquire_lease(spec.id)
     try:
         outcomes = score_many(spec, [kept_output_dir(run.artifacts_dir) for run in todo], phase, workers=workers)
+        if outcomes and all(isinstance(outcome, EvaluatorError) for outcome in outcomes):
+            first = outcomes[0]
+            raise EvaluatorError(
+                f"the evaluator failed on all {len(outcomes)} run(s) it scored again, so nothing was changed: "
+                f"{first}; fix the evaluator and rescore again",
+                getattr(first, "detail", ""),
+            )
         for run, outcome in zip(todo, outcomes, strict=True):
             recorded = dict(run.provenance.get("inputs") or {})
             if staleness(recorded, check, phase=phase).needs_rerun:
@@ -184,6 +224,8 @@ def rescore_task(
                     reason=record.reason,
                     before=run.scores.get(shown_split, {}).get(metric),
                     after=record.scores.get(shown_split, {}).get(metric),
+                    old_status=str(run.status),
+                    old_reason=run.reason,
                 )
             )
     finally:
@@ -195,7 +237,10 @@ def rescore_task(
 def _why_not(spec: TaskSpec, run: ScoredRun) -> str:
     """Why a run cannot be rescored, or ``""``."""
     if run.status not in RESCORABLE_STATUSES:
-        return f"its status is {run.status} (its code did not finish within the limits: only a rerun can change it)"
+        return (
+            f"its status is {run.status}: the team's code did not get to predictions that could be scored, so "
+            "only running it again (`harness run --rerun`) can change it"
+        )
     if not run.artifacts_dir or not kept_output_dir(run.artifacts_dir).is_dir():
         return f"its output folder is no longer kept ({kept_output_dir(run.artifacts_dir or '.')})"
     recorded = (run.provenance.get("inputs") or {}).get("predictions")

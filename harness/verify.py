@@ -42,7 +42,9 @@ class Verification:
     Attributes:
         run_id: the run verified.
         team: its team.
-        identical_predictions: the predictions file written now has the same bytes as the one scored then.
+        identical_predictions: the predictions file written now has the same bytes as the one scored then (or
+            neither run wrote one).
+        no_predictions: neither run wrote a predictions file (a failed run failing again).
         scores_equal: every split's metrics are exactly equal.
         old_scores / new_scores: ``{split: {metric: value}}`` then and now.
         old_status / new_status: the statuses then and now.
@@ -60,6 +62,7 @@ class Verification:
     old_status: str
     new_status: str
     new_reason: str = ""
+    no_predictions: bool = False
     differences: list[str] = field(default_factory=list)
     artifacts_dir: str = ""
 
@@ -73,7 +76,9 @@ class Verification:
         verdict = "reproduced" if self.reproduced else "did NOT reproduce"
         out = [
             f"run {self.run_id} of team {self.team}: {verdict}",
-            f"predictions: {'byte-identical' if self.identical_predictions else 'differ'}",
+            "predictions: none written, then or now"
+            if self.no_predictions
+            else f"predictions: {'byte-identical' if self.identical_predictions else 'differ'}",
             f"scores: {'equal' if self.scores_equal else 'differ'}",
         ]
         if self.old_status != self.new_status:
@@ -166,7 +171,8 @@ def _compare(spec: TaskSpec, run: ScoredRun, record: RunRecord) -> Verification:
     now: dict[str, Any] = dict(record.provenance.get("inputs") or {})
     old_sha = then.get("predictions") or file_sha256(kept_predictions_path(spec, run.artifacts_dir))
     new_sha = file_sha256(kept_predictions_path(spec, record.artifacts_dir))
-    identical = bool(old_sha) and old_sha == new_sha
+    neither = not old_sha and not new_sha  # the code failed the same way: no predictions then or now
+    identical = old_sha == new_sha
     differences = []
     if not then:
         differences.append("the run recorded no inputs (scored before provenance was kept): causes cannot be told")
@@ -176,6 +182,8 @@ def _compare(spec: TaskSpec, run: ScoredRun, record: RunRecord) -> Verification:
             changed.append(name)
     if then and (then.get("reference") or {}).get(run.phase) != (now.get("reference") or {}).get(run.phase):
         changed.append("reference")
+    if neither:  # no evaluator, spec or reference touched a run that wrote nothing: only its inputs matter
+        changed = [name for name in changed if name in ("input", "image_id")]
     differences += [_INPUT_NAMES[name] for name in changed]
     if not identical and then and not {"input", "image_id"} & set(changed):
         if new_sha:
@@ -192,6 +200,7 @@ def _compare(spec: TaskSpec, run: ScoredRun, record: RunRecord) -> Verification:
         run_id=run.run_id,
         team=run.team,
         identical_predictions=identical,
+        no_predictions=neither,
         scores_equal=run.scores == record.scores,
         old_scores=run.scores,
         new_scores=record.scores,

@@ -113,6 +113,9 @@ def test_an_edited_evaluator_makes_scores_stale_and_rescore_fixes_them_without_a
         assert len(summary.rescored) == 2 and not summary.skipped and summary.needs_rerun == 0
         history = store.runs("minimal", active_only=False)
         active = {run.team: run for run in store.runs("minimal")}
+        again = rescore_task(load_spec(task), store)  # nothing stale now: no new runs, no history added
+        assert again.rescored == [] and again.current == 2
+        assert len(store.runs("minimal", active_only=False)) == len(history)
     finally:
         store.close()
     monkeypatch.undo()
