@@ -38,6 +38,8 @@ def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide:
     columns = ["rank", "team", *[m.name for m in spec.metrics], "status"]
     if "stale" in shown and shown["stale"].fillna("").astype(bool).any():
         columns.append("stale")  # what changed since these scores were made (see `harness rescore`)
+    if "similar_to" in shown and shown["similar_to"].fillna("").astype(str).str.len().gt(0).any():
+        columns.append("similar_to")  # judges only (`harness leaderboard --similar`)
     if "ci" in shown:  # paired bootstrap intervals of the primary metric (harness.ranking_intervals)
         columns[2 + len(spec.metrics) : 2 + len(spec.metrics)] = ["ci", "ranks", "group"]
     if wide:
@@ -50,7 +52,8 @@ def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide:
         table.add_column(
             header,
             justify="right" if numeric else "left",
-            no_wrap=column in ("rank", "team", "status"),
+            # a number or an interval folded over two lines reads as two numbers (21. / 795): never wrap them
+            no_wrap=numeric or column in ("rank", "team", "status", "ci", "ranks", "group"),
             min_width=4 if column == "rank" else None,
             overflow="fold",
         )
@@ -76,6 +79,6 @@ def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide:
         console.print(f"ci, ranks, group: {df['intervals'].dropna().iloc[0]}", highlight=False, markup=False)
         console.print(visible(separability(df), keep=""), highlight=False, markup=False)
     if "similar_to" in shown:
-        for _, row in shown[shown["similar_to"].astype(bool)].iterrows():
+        for _, row in shown[shown["similar_to"].fillna("").astype(str).str.len().gt(0)].iterrows():
             said = visible(f"  {row['team']}: similar to {row['similar_to']}", keep="")
             console.print(said, highlight=False, markup=False)

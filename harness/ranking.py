@@ -16,6 +16,7 @@ The rules, in one place:
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
@@ -382,7 +383,9 @@ def _csv_cell(text: str) -> str:
 
 
 def _markdown_cell(text: str) -> str:
-    return visible(text, keep="").replace("|", "\\|")
+    """A team's text as a Markdown table cell: visible, ``|`` escaped, and HTML escaped (Markdown renderers pass raw
+    HTML through, so a team named ``<img src=x onerror=...>`` would run script where the table is shown)."""
+    return html.escape(visible(text, keep=""), quote=False).replace("|", "\\|")
 
 
 def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path | None = None) -> str | None:

@@ -387,3 +387,10 @@ def test_log_lines_quoting_a_hostile_file_name_show_escapes(tmp_path: Path) -> N
         logger.removeHandler(handler)
     said = stream.getvalue()
     assert "ignoring" in said and "notes\\x1b[2J\\u202e.txt" in said and raw_controls(said) == []
+
+
+def test_the_markdown_export_escapes_html_in_team_text() -> None:
+    from harness.ranking import _markdown_cell
+
+    cell = _markdown_cell("<img src=x onerror=alert(1)> & co | ltd")
+    assert cell == "&lt;img src=x onerror=alert(1)&gt; &amp; co \\| ltd"
