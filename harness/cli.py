@@ -326,6 +326,7 @@ def run(
     spec = load_spec(task_dir)
     if not submissions_dir.is_dir():
         raise SubmissionError("not a folder of submissions (one entry per team)", str(submissions_dir))
+    submissions_dir = submissions_dir.absolute()  # recorded as each run's source: `verify` from elsewhere finds it
     store = _store(db, home)
     counts: dict[str, int] = {}
     progress = Progress(
