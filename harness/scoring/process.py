@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Final
@@ -438,14 +439,39 @@ def _run_warm(standby: _Standby, work: Path, time_s: float, log: Path) -> int | 
     if ticket is None or not ticket.wait("pid", 60.0) or ticket.pid is None:
         return None  # gone, or not forking within a minute (a machine swapping): a cold process then
     pid = ticket.pid  # the child's session and process group
+    deadline = time.monotonic() + time_s
     try:
         if not ticket.wait("status", time_s):
             _kill_pgid(pid)
             ticket.wait("status", 10.0)  # the warm process reaps it
             raise _time_limit_error(time_s, log) from None
+        if ticket.status is None:  # the server died meanwhile (another scoring's evaluator, the OOM killer)
+            return _outlive_server(pid, deadline, work / "result.json", time_s, log)
     finally:
         _kill_pgid(pid)  # children the evaluator left behind die with its process group
-    return ticket.status if ticket.status is not None else -signal.SIGKILL  # lost: the server died meanwhile
+    return ticket.status
+
+
+def _outlive_server(pid: int, deadline: float, result: Path, time_s: float, log: Path) -> int:
+    """Wait for a forked child whose server died: it runs on in its own session (re-parented, reaped by init),
+    so its own scoring still ends with its own result, and an innocent scoring in flight is not failed with the
+    server. Returns 0 when it wrote a result, else ``-SIGKILL`` (no result: reported as killed).
+
+    Raises:
+        EvaluatorError: it ran past the time limit (it is killed with its process group).
+    """
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return 0 if result.is_file() else -signal.SIGKILL
+        except PermissionError:  # the pid was reused by a process not ours: ours is gone
+            return 0 if result.is_file() else -signal.SIGKILL
+        if result.is_file():
+            return 0
+        time.sleep(0.05)
+    _kill_pgid(pid)
+    raise _time_limit_error(time_s, log)
 
 
 def _run_cold(spec: TaskSpec, work: Path, env: dict[str, str], time_s: float) -> int:

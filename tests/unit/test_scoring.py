@@ -719,3 +719,46 @@ def test_a_warm_process_forks_a_fresh_child_for_each_of_several_scorings_at_once
     assert len({s["public"]["within_1"] for s in scores}) == 6  # six different processes
     assert not _wait_until_no_children(before)
     assert not list((tmp_path / "scratch").iterdir())
+
+
+_SERVER_KILLER = '''
+
+class ServerKillerEvaluator(Evaluator):
+    """Kills the warm server (its parent) when it scores the output folder named ``killer``; others are slow."""
+
+    def score(self, predictions: pd.DataFrame, reference: pd.DataFrame) -> dict[str, float]:
+        if self.output_dir.name == "killer":
+            time.sleep(0.3)
+            os.kill(os.getppid(), 9)
+            raise RuntimeError("this evaluator killed its server")
+        time.sleep(1.5)
+        return {"mae": 0.0, "within_1": 1.0}
+'''
+
+
+def test_a_scoring_in_flight_outlives_the_warm_server_another_scoring_killed(
+    tmp_path: Path, started_processes: list[str]
+) -> None:
+    # A hostile tester's evaluator killed the warm server on one team's predictions: the other team's scoring in
+    # flight must end with its own result, not "killed by signal 9".
+    import concurrent.futures as cf
+
+    before = _our_children()
+    raw = toy_raw()
+    raw["evaluator"]["class_name"] = "ServerKillerEvaluator"
+    task = write_toy_task(tmp_path / "task", raw)
+    with (task / "evaluator.py").open("a", encoding="utf-8") as fh:
+        fh.write(_SERVER_KILLER)
+    spec = load_spec(task)
+    for name in ("honest", "killer"):
+        write_predictions(tmp_path / name, perfect_predictions())
+    with EvaluatorPool(2) as pool:
+        pool.start(spec.evaluator.memory_mb)
+        with cf.ThreadPoolExecutor(2) as threads:
+            honest = threads.submit(score_outputs, spec, tmp_path / "honest", "test", pool=pool)
+            time.sleep(0.2)
+            killer = threads.submit(score_outputs, spec, tmp_path / "killer", "test", pool=pool)
+            assert honest.result()["public"]["mae"] == 0.0
+            with pytest.raises(EvaluatorError, match="killed its server"):
+                killer.result()
+    assert not _wait_until_no_children(before)
