@@ -749,7 +749,8 @@ def test_cli_writes_report_and_prints_paths(toy: Toy, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert str(out / "leaderboard.html") in result.output.replace("\n", "")
     assert "executing leaderboard.ipynb for toy-flights (private split)" in " ".join(result.output.split())
-    expected = leaderboard(toy.task_dir, db_url=toy.db_url, home=toy.home, split="private")
+    # the notebook's board carries the interval columns (its parameter intervals = True), as `harness leaderboard`
+    expected = leaderboard(toy.task_dir, db_url=toy.db_url, home=toy.home, split="private", intervals=True)
     assert read_glued(out / "leaderboard.ipynb", "leaderboard") == table_records(expected)
     assert (out / "leaderboard.html").is_file()
 
