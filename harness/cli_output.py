@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 
 from harness.text import visible
 
@@ -53,13 +54,18 @@ def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide:
             header,
             justify="right" if numeric else "left",
             # a number or an interval folded over two lines reads as two numbers (21. / 795): never wrap them
-            no_wrap=numeric or column in ("rank", "team", "status", "ci", "ranks", "group"),
-            min_width=4 if column == "rank" else None,
+            no_wrap=numeric or column in ("rank", "status", "ci", "ranks", "group"),  # a long team name folds
+            min_width=4 if column == "rank" else 12 if column == "team" else None,
             overflow="fold",
         )
     for _, row in shown.iterrows():
         table.add_row(*["" if pd.isna(row[c]) else visible(str(row[c]), keep="") for c in columns])
-    console.print(table)
+    # every number and interval whole, long team names folded: the width that needs, measured without a limit
+    needed = Measurement.get(console, console.options.update_width(10_000), table).minimum
+    if needed > console.width:  # narrower than that, rich would crop numbers into other numbers (12346.788 -> 12)
+        Console(file=console.file, width=needed, soft_wrap=True, markup=False).print(table)
+    else:
+        console.print(table)
     unranked = shown[shown["rank"].isna()]
     if len(unranked):
         console.print("not ranked:", style="bold")

@@ -82,7 +82,8 @@ def ladder_choices(spec: TaskSpec, store: Store, *, phase: str = "test") -> dict
     """Each team's run the Ladder shows on the public board: team -> run id (teams with a valid run only).
 
     Raises:
-        HarnessError: the evaluator gives no per-row form of the primary metric, or the task has no predictions.
+        HarnessError: the evaluator gives no per-row form of the primary metric, the task has no predictions, or a
+            valid run's kept predictions are missing or changed since it was scored.
     """
     from harness.ranking_intervals import load_split_rows
 
@@ -93,6 +94,13 @@ def ladder_choices(spec: TaskSpec, store: Store, *, phase: str = "test") -> dict
         if r.status == Status.SUCCEEDED and np.isfinite(r.scores.get("public", {}).get(primary.name, np.nan))
     ]
     rows = load_split_rows(spec, runs, "public", phase=phase)
+    if rows.missing:  # skipping a run would change which submission the Ladder accepts: refuse, and say why
+        shown = "; ".join(f"run {run_id}: {why}" for run_id, why in list(rows.missing.items())[:3])
+        raise HarnessError(
+            f"the Ladder needs the kept predictions of every valid run, and {len(rows.missing)} cannot be used "
+            f"({shown}); run those submissions again (`harness run TASK_DIR SUBMISSIONS_DIR --rerun`), or set "
+            "leaderboard.public_rule: best in task.yaml for the plain public board"
+        )
     by_team: dict[str, list[int]] = defaultdict(list)
     # In the order the harness registered the submissions (ids increase), never by submitted_at: that is an
     # entry's file time, which a team sets (touch -d, an archive's stored times) to put a probe first.

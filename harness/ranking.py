@@ -421,14 +421,16 @@ def export(df: pd.DataFrame, metrics: Sequence[MetricSpec], fmt: str, path: Path
         shown = shown.where(shown.notna(), "")  # an empty cell, not <NA> or nan, for rows without a value
         shown = shown.rename(columns={m.name: m.label or m.name for m in metrics})
         if fmt == "markdown":
-            text = _text_cells(shown, _markdown_cell).to_markdown(index=False)
+            # numbers as the rounded values' shortest form, not tabulate's 6 significant digits (12346.048 -> 12346)
+            shown = shown.map(lambda v: repr(float(v)) if isinstance(v, float) else v)
+            text = _text_cells(shown, _markdown_cell).to_markdown(index=False, disable_numparse=True)
         else:
             text = _text_cells(shown, visible).to_html(index=False, border=0)
         if "intervals" in df and df["intervals"].notna().any():  # how the intervals were made, seed included
             from harness.ranking_intervals import separability
 
             note = f"ci, ranks, group: {df['intervals'].dropna().iloc[0]} (see README: reading intervals). "
-            note = visible(note + separability(df), keep="")
+            note = html.escape(visible(note + separability(df), keep=""), quote=False)  # team names in it
             text += f"\n\n{note}\n" if fmt == "markdown" else f"\n<p>{note}</p>\n"
     else:
         raise ValueError(f"unknown format {fmt!r}; expected table, csv, markdown, html, parquet or json")

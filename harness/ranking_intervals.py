@@ -114,6 +114,9 @@ def load_split_rows(spec: TaskSpec, runs: Sequence[ScoredRun], split: str, *, ph
         path = kept_predictions_path(spec, run.artifacts_dir)
         recorded = (run.provenance.get("inputs") or {}).get("predictions")
         try:
+            if not path.is_file():
+                missing[run.run_id] = f"{path} is missing"
+                continue
             if recorded and file_sha256(path) != recorded:  # changed on disk since it was scored: not what ranked
                 missing[run.run_id] = f"{path} changed since it was scored (sha256 differs from the run's record)"
                 continue

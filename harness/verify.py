@@ -45,6 +45,8 @@ class Verification:
         identical_predictions: the predictions file written now has the same bytes as the one scored then (or
             neither run wrote one).
         no_predictions: neither run wrote a predictions file (a failed run failing again).
+        old_exit_code / new_exit_code: the team's command's exit code then and now (a failed run reproduces
+            only with the same one).
         scores_equal: every split's metrics are exactly equal.
         old_scores / new_scores: ``{split: {metric: value}}`` then and now.
         old_status / new_status: the statuses then and now.
@@ -63,13 +65,16 @@ class Verification:
     new_status: str
     new_reason: str = ""
     no_predictions: bool = False
+    old_exit_code: int | None = None
+    new_exit_code: int | None = None
     differences: list[str] = field(default_factory=list)
     artifacts_dir: str = ""
 
     @property
     def reproduced(self) -> bool:
         """Whether the run reproduced: identical predictions, equal scores, same status."""
-        return self.identical_predictions and self.scores_equal and self.old_status == self.new_status
+        same_exit = not self.no_predictions or self.old_exit_code == self.new_exit_code
+        return self.identical_predictions and self.scores_equal and self.old_status == self.new_status and same_exit
 
     def lines(self) -> list[str]:
         """Lines for people: the verdict, each score difference, each cause found, where the new run's files are."""
@@ -82,7 +87,10 @@ class Verification:
             f"scores: {'equal' if self.scores_equal else 'differ'}",
         ]
         if self.old_status != self.new_status:
-            out.append(f"status: {self.old_status} then, {self.new_status} now: {self.new_reason}")
+            now = f": {self.new_reason}" if self.new_reason else ""
+            out.append(f"status: {self.old_status} then, {self.new_status} now{now}")
+        elif self.no_predictions and self.old_exit_code != self.new_exit_code:
+            out.append(f"exit code: {self.old_exit_code} then, {self.new_exit_code} now: {self.new_reason}")
         for split in sorted(set(self.old_scores) | set(self.new_scores)):
             old, new = self.old_scores.get(split, {}), self.new_scores.get(split, {})
             for metric in sorted(set(old) | set(new)):
@@ -201,6 +209,8 @@ def _compare(spec: TaskSpec, run: ScoredRun, record: RunRecord) -> Verification:
         team=run.team,
         identical_predictions=identical,
         no_predictions=neither,
+        old_exit_code=run.exit_code,
+        new_exit_code=record.exit_code,
         scores_equal=run.scores == record.scores,
         old_scores=run.scores,
         new_scores=record.scores,

@@ -203,3 +203,9 @@ def test_a_metric_no_run_was_scored_with_is_warned_about(store: Store, caplog: p
     with caplog.at_level("WARNING", logger="harness.ranking"):
         metric_table(None, store, task_id="task", metrics=[MAE, renamed])
     assert "metric(s) max_err" in caplog.text and "--rerun" in caplog.text
+
+
+def test_markdown_shows_numbers_at_the_metrics_precision_not_six_digits(store: Store) -> None:
+    _record(store, "a", "a1" * 32, {"mae": 12346.048})
+    markdown = export(metric_table(None, store, task_id="task", metrics=[MAE]), [MAE], "markdown") or ""
+    assert "12346.05" in markdown  # tabulate's default would print 12346

@@ -394,3 +394,18 @@ def test_the_markdown_export_escapes_html_in_team_text() -> None:
 
     cell = _markdown_cell("<img src=x onerror=alert(1)> & co | ltd")
     assert cell == "&lt;img src=x onerror=alert(1)&gt; &amp; co \\| ltd"
+
+
+def test_a_narrow_terminal_never_crops_a_number_for_a_long_team_name(tmp_path: Path) -> None:
+    task = write_toy_task(tmp_path / "task")
+    spec = load_spec(task)
+    home = tmp_path / "home"
+    home.mkdir()
+    store = Store(f"sqlite:///{home / 'results.sqlite'}")
+    store.ensure_task(spec.id, spec.title, spec.spec_hash)
+    long_name = "Die Datenwissenschaftler aus Berlin-Kreuzberg und Umgebung"
+    _record(store, spec.id, long_name, "a" * 64, scores={"public": {"mae": 12346.788, "within_1": 0.123}})
+    store.close()
+    result = CliRunner().invoke(app, ["leaderboard", str(task), "--home", str(home)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "12346.788" in result.output and "0.123" in result.output  # whole, not cropped to "12" or "0."
