@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.errors import EvaluatorError, HarnessError, InvalidOutputError
-from harness.scoring.process import _ERROR_CLASSES, _evaluator_env, _kill_group, _limit_memory, score_outputs
+from harness.scoring.process import (
+    _ERROR_CLASSES,
+    _evaluator_env,
+    _kill_group,
+    _limit_memory,
+    score_outputs,
+    spawn_evaluator,
+)
 from harness.spec import TaskSpec
 
 __all__ = ["Scored", "score_many"]
@@ -96,26 +103,12 @@ def _score_chunk(spec: TaskSpec, folders: list[Path], phase: str) -> list[Scored
     work = Path(tempfile.mkdtemp(prefix="harness-rescore-"))
     answered: list[Scored] = []
     try:
-        request, results, log = work / "request.pkl", work / "results.jsonl", work / "evaluator.log"
+        request, results = work / "request.pkl", work / "results.jsonl"
         request.write_bytes(pickle.dumps((spec, [str(Path(f).resolve()) for f in folders], phase)))
         results.touch()
-        with log.open("wb") as log_fh:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    f"from {_ENTRY} import _chunk_main; _chunk_main()",
-                    str(request),
-                    str(results),
-                    str(spec.evaluator.memory_mb),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log_fh,
-                stderr=subprocess.STDOUT,
-                cwd=work,
-                env=_evaluator_env(),
-                start_new_session=True,
-            )
+        proc = spawn_evaluator(
+            f"{_ENTRY}:_chunk_main", [request, results, spec.evaluator.memory_mb], work, _evaluator_env()
+        )
         try:
             proc.wait(timeout=_START_S + spec.evaluator.time_s * len(folders))
         except subprocess.TimeoutExpired:

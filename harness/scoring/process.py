@@ -474,23 +474,16 @@ def _outlive_server(pid: int, deadline: float, result: Path, time_s: float, log:
     raise _time_limit_error(time_s, log)
 
 
-def _run_cold(spec: TaskSpec, work: Path, env: dict[str, str], time_s: float) -> int:
-    """Score ``work`` in a new Python process; its exit status.
+def spawn_evaluator(entry: str, args: list[object], work: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a fresh Python running ``entry`` (``"module:function"``) with ``args`` on its command line, in its own
+    session (so its whole process group can be killed), in ``work``, its output to ``work/evaluator.log``.
 
-    Raises:
-        EvaluatorError: it ran past ``time_s`` (it was killed with its process group).
+    Shared by the cold scoring here and the rescoring chunks of :mod:`harness.scoring.batch`.
     """
-    request, result, log = work / "request.pkl", work / "result.json", work / "evaluator.log"
-    with log.open("wb") as log_fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"from {_ENTRY_MODULE} import _child_main; _child_main()",
-                str(request),
-                str(result),
-                str(spec.evaluator.memory_mb),
-            ],
+    module, function = entry.split(":")
+    with (work / "evaluator.log").open("wb") as log_fh:
+        return subprocess.Popen(
+            [sys.executable, "-c", f"from {module} import {function}; {function}()", *map(str, args)],
             stdin=subprocess.DEVNULL,
             stdout=log_fh,
             stderr=subprocess.STDOUT,
@@ -498,6 +491,16 @@ def _run_cold(spec: TaskSpec, work: Path, env: dict[str, str], time_s: float) ->
             env=env,
             start_new_session=True,
         )
+
+
+def _run_cold(spec: TaskSpec, work: Path, env: dict[str, str], time_s: float) -> int:
+    """Score ``work`` in a new Python process; its exit status.
+
+    Raises:
+        EvaluatorError: it ran past ``time_s`` (it was killed with its process group).
+    """
+    request, result, log = work / "request.pkl", work / "result.json", work / "evaluator.log"
+    proc = spawn_evaluator(f"{_ENTRY_MODULE}:_child_main", [request, result, spec.evaluator.memory_mb], work, env)
     logger.debug("evaluator process %d started for %s", proc.pid, spec.id)
     try:
         return proc.wait(timeout=time_s)
