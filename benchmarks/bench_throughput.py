@@ -11,9 +11,16 @@ In one run, on copies of a trivial notebook submission of the minimal fixture ta
 * large batches: registering N entries (1,000 by default), a no-op re-run of them (``harness run`` that finds
   every entry unchanged), the coordinator's peak memory, and ``harness leaderboard`` over 10,000 runs.
 
-Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--quick]`` (needs a Docker engine; builds the
-minimal task's image if missing; ``--quick``: 8 copies, concurrency 1 and 2 skipped for the harness, 200 entries,
-2,000 runs). Prints markdown tables and the load average before and after (other work on the machine skews them).
+* with ``--nyc`` (optional: minutes, and the NYC task must be prepared and its image built first, ``harness task
+  prepare task_specs/nyc-flight-delays`` and ``harness image build task_specs/nyc-flight-delays``): the harness's
+  overhead on a real run, the gradient-boosting notebook of ``examples/submissions/nyc-flight-delays/gbm-notebook``
+  run by a bare ``docker run ... papermill`` and by ``harness run`` (one submission, defaults), ``--nyc-repeats``
+  times each, interleaved, and the share ``(harness wall - bare wall) / harness wall`` of the medians.
+
+Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--quick] [--nyc] [--only-nyc]`` (needs a Docker
+engine; builds the minimal task's image if missing; ``--quick``: 8 copies, concurrency 1 and 2 skipped for the
+harness, 200 entries, 2,000 runs). Prints markdown tables and the load average before and after (other work on the
+machine skews them).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import MINIMAL, _notebook  # noqa: E402  (the same trivial notebook as bench_run)
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
+NYC_TASK = REPO / "task_specs" / "nyc-flight-delays"
+NYC_GBM = REPO / "examples" / "submissions" / "nyc-flight-delays" / "gbm-notebook"
 STAGES = ("open_hash", "store", "sandbox_start", "command", "collect", "score")
 
 
@@ -79,6 +88,53 @@ def _bare(image: str, notebooks: list[Path], input_dir: Path, concurrency: int) 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, notebooks))
     return time.perf_counter() - started
+
+
+def _nyc(repeats: int) -> list[tuple[str, float, float | None]]:
+    """Rows (what, median wall s, median harness CPU s) of the NYC gradient-boosting notebook, bare and harness.
+
+    Raises:
+        SystemExit: the NYC task is not prepared or its image is not built.
+    """
+    from harness.spec import load_spec
+
+    spec = load_spec(NYC_TASK)
+    built = subprocess.run(["docker", "image", "inspect", spec.image_tag], capture_output=True).returncode == 0
+    if not spec.input_dir("test").is_dir() or not built:
+        raise SystemExit(
+            f"--nyc needs the NYC task prepared and built: harness task prepare {NYC_TASK}; "
+            f"harness image build {NYC_TASK}"
+        )
+    work = Path(tempfile.mkdtemp(prefix="bench-nyc-"))
+    try:
+        submissions = work / "submissions"
+        shutil.copytree(NYC_GBM, submissions / "gbm")
+        notebook = submissions / "gbm" / spec.submission.notebook
+        bare, harness, cpu = [], [], []
+        for _ in range(repeats):  # interleaved: drifting load touches both alike
+            bare.append(_bare(spec.image_tag, [notebook], spec.input_dir("test"), 1))
+            wall, used, _stages = _harness(NYC_TASK, submissions, None)
+            harness.append(wall)
+            cpu.append(used)
+        return [
+            ("bare `docker run --rm --network none ... papermill`", statistics.median(bare), None),
+            ("`harness run` (defaults, one submission)", statistics.median(harness), statistics.median(cpu)),
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_nyc(rows: list[tuple[str, float, float | None]], repeats: int) -> None:
+    print(
+        "\nNYC gradient-boosting notebook (examples/submissions/nyc-flight-delays/gbm-notebook), "
+        f"median of {repeats}:\n"
+    )
+    print("| what | wall (s) | harness CPU (s) |")
+    print("| --- | ---: | ---: |")
+    for name, wall, cpu in rows:
+        print(f"| {name} | {wall:.1f} | {'-' if cpu is None else f'{cpu:.2f}'} |")
+    bare, harness = rows[0][1], rows[1][1]
+    print(f"\nharness overhead as a share of its run: (harness - bare) / harness = {(harness - bare) / harness:.1%}")
 
 
 def _harness(task: Path, submissions: Path, workers: int | None) -> tuple[float, float, list[dict[str, float]]]:
@@ -188,7 +244,16 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=10000)
     parser.add_argument("--quick", action="store_true", help="8 copies, fewer settings, 200 entries, 2,000 runs")
+    parser.add_argument("--nyc", action="store_true", help="also the NYC gradient-boosting notebook (minutes)")
+    parser.add_argument("--only-nyc", action="store_true", help="only the NYC gradient-boosting notebook")
+    parser.add_argument("--nyc-repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.only_nyc:
+        load_before = os.getloadavg()
+        _print_nyc(_nyc(args.nyc_repeats), args.nyc_repeats)
+        print(f"\nload average before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
+              f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")  # fmt: skip
+        return
     if args.quick:
         args.copies, args.entries, args.runs = 8, 200, 2000
     from harness.images import build_task_image
@@ -216,8 +281,9 @@ def main() -> None:
         floor = bare[floor_c]
         bare_name = "bare `docker run --rm --network none ... papermill`, {} at a time"
         rows = [(bare_name.format(c), w, None) for c, w in bare.items()]
+        chosen = default_workers(spec)  # what the run below chooses too (sampled the same way a moment later)
         default_wall, default_cpu, stages = _harness(task, submissions, None)
-        rows.append((f"`harness run` (defaults: {default_workers(spec)} workers here)", default_wall, default_cpu))
+        rows.append((f"`harness run` (defaults: {chosen} workers here)", default_wall, default_cpu))
         for c in (4,) if args.quick else (1, 2, 4):
             wall, cpu, _stages = _harness(task, submissions, c)
             rows.append((f"`harness run --workers {c}`", wall, cpu))
@@ -243,6 +309,8 @@ def main() -> None:
         print("| --- | ---: | --- |")
         for name, value, note in _large(task, work, args.entries, args.runs):
             print(f"| {name} | {value:.2f} | {note} |")
+        if args.nyc:
+            _print_nyc(_nyc(args.nyc_repeats), args.nyc_repeats)
         load_after = os.getloadavg()
         print(
             f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "

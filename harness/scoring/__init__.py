@@ -38,17 +38,51 @@ Modules, each importing only those above it:
 * :mod:`~harness.scoring.evaluator`: :class:`Evaluator`, :func:`check_metrics`, :func:`load_evaluator`,
   :func:`evaluate_outputs`;
 * :mod:`~harness.scoring.process`: :func:`score_outputs`, the evaluator processes it starts, :class:`EvaluatorPool`.
+
+The names below are imported on first use (PEP 562): a batch's coordinator needs only :class:`EvaluatorPool` and
+:func:`score_outputs`, and importing the evaluator's side (pandas, numpy, pyarrow: about 0.5 s of CPU) there would
+be paid by every ``harness run`` although its scorings run in evaluator processes.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from harness.errors import InvalidOutputError
-from harness.scoring.evaluator import Evaluator, check_metrics, evaluate_outputs, load_evaluator
-from harness.scoring.kinds import perfect_predictions
-from harness.scoring.predictions import validate_predictions
-from harness.scoring.process import EvaluatorPool, score_outputs
-from harness.scoring.reference import load_reference
-from harness.scoring.rows import RowScore
+
+if TYPE_CHECKING:
+    from harness.scoring.evaluator import Evaluator, check_metrics, evaluate_outputs, load_evaluator
+    from harness.scoring.kinds import perfect_predictions
+    from harness.scoring.predictions import validate_predictions
+    from harness.scoring.process import EvaluatorPool, score_outputs
+    from harness.scoring.reference import load_reference
+    from harness.scoring.rows import RowScore
+
+#: Where each lazily imported name lives.
+_HOMES = {
+    "Evaluator": "evaluator",
+    "check_metrics": "evaluator",
+    "evaluate_outputs": "evaluator",
+    "load_evaluator": "evaluator",
+    "perfect_predictions": "kinds",
+    "validate_predictions": "predictions",
+    "EvaluatorPool": "process",
+    "score_outputs": "process",
+    "load_reference": "reference",
+    "RowScore": "rows",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its submodule on first use (``AttributeError`` for a name this package lacks)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Evaluator",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from spec_fixtures import toy_spec
 
-from harness.scheduling import default_workers
+from harness.scheduling import BUSY_BELOW_IDLE, default_workers, idle_cpu_fraction
 from harness.spec import TaskSpec
 from harness.submission import FingerprintCache, SubmissionEntry, open_entry
 from harness.submission import fingerprint as fingerprint_module
@@ -106,8 +108,33 @@ def test_default_workers_double_the_cores_within_memory_and_the_spec_limits(spec
     per_run = spec.limits.memory_mb + spec.evaluator.memory_mb
     many = 1_000_000.0
     assert default_workers(spec, cores=2, memory_mb=many) in {int(2 / spec.limits.cpus), int(4 / spec.limits.cpus)}
-    assert default_workers(spec, cores=64, memory_mb=per_run * 4 / 0.75) == 4  # memory bounds it
+    assert default_workers(spec, cores=2, memory_mb=many, idle=1.0) == int(4 / spec.limits.cpus)  # a quiet machine
+    assert default_workers(spec, cores=2, memory_mb=many, idle=0.6) == int(4 / spec.limits.cpus)
+    assert default_workers(spec, cores=2, memory_mb=many, idle=0.4) == int(2 / spec.limits.cpus)  # a busy one
+    assert default_workers(spec, cores=2, memory_mb=many, idle=0.0) == int(2 / spec.limits.cpus)
+    assert default_workers(spec, cores=64, memory_mb=per_run * 4 / 0.75, idle=1.0) == 4  # memory bounds it
     assert default_workers(spec, cores=1, memory_mb=1.0) == 1  # never below one
+
+
+def test_the_idle_share_is_what_the_cpus_do_now_not_a_minute_ago() -> None:
+    cores = os.cpu_count() or 1
+    started = time.monotonic()
+    quiet = idle_cpu_fraction(0.2)
+    assert quiet is not None and 0.0 <= quiet <= 1.0
+    assert 0.15 <= time.monotonic() - started < 2.0  # it samples for the time asked
+    # Every CPU spinning: well under the busy threshold (other work on the machine only lowers it further).
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 20\nwhile time.time() < end: pass"])
+        for _ in range(cores)
+    ]
+    try:
+        time.sleep(0.3)  # the spinners are running
+        busy = idle_cpu_fraction(0.5)
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+    assert busy is not None and busy < BUSY_BELOW_IDLE
 
 
 def test_a_symlinked_entry_is_opened_every_time_so_a_changed_target_is_seen(spec: TaskSpec, tmp_path: Path) -> None:
