@@ -11,9 +11,9 @@ In one run, on copies of a trivial notebook submission of the minimal fixture ta
 * large batches: registering N entries (1,000 by default), a no-op re-run of them (``harness run`` that finds
   every entry unchanged), the coordinator's peak memory, and ``harness leaderboard`` over 10,000 runs.
 
-Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--quick]`` (needs a Docker engine; builds the
-minimal task's image if missing; ``--quick``: 8 copies, concurrency 1 and 2 skipped for the harness, 200 entries,
-2,000 runs). Prints markdown tables and the load average before and after (other work on the machine skews them).
+Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--quick] [--only large]`` (needs a Docker engine;
+builds the minimal task's image if missing; ``--quick``: 8 copies, concurrency 1 and 2 skipped for the harness, 200
+entries, 2,000 runs; ``--only large``: only the large batches, which need no Docker). Prints markdown tables and the load average before and after (other work on the machine skews them).
 """
 
 from __future__ import annotations
@@ -182,12 +182,29 @@ def _large(task: Path, work: Path, entries: int, runs: int) -> list[tuple[str, f
     ]
 
 
+def _print_large(task: Path, work: Path, entries: int, runs: int, load_before: tuple[float, float, float]) -> None:
+    """Print the large-batch table and the load average before (given) and after."""
+    print("\nLarge batches:\n")
+    print("| what | seconds | |")
+    print("| --- | ---: | --- |")
+    for name, value, note in _large(task, work, entries, runs):
+        print(f"| {name} | {value:.2f} | {note} |")
+    load_after = os.getloadavg()
+    print(
+        f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
+        f"{', '.join(f'{v:.2f}' for v in load_after)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=16)
     parser.add_argument("--entries", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=10000)
     parser.add_argument("--quick", action="store_true", help="8 copies, fewer settings, 200 entries, 2,000 runs")
+    parser.add_argument(
+        "--only", choices=("large",), help="large: only the large-batch part (no Docker: process sandbox, no image)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.copies, args.entries, args.runs = 8, 200, 2000
@@ -203,6 +220,9 @@ def main() -> None:
         shutil.copytree(MINIMAL, task, ignore=shutil.ignore_patterns("data", "__pycache__"))
         prepare_task(task, echo=lambda _msg: None)
         spec = load_spec(task)
+        if args.only == "large":
+            _print_large(task, work, args.entries, args.runs, load_before)
+            return
         image = build_task_image(spec, echo=lambda _msg: None).tag
         submissions = work / "submissions"
         submissions.mkdir()
@@ -238,16 +258,7 @@ def main() -> None:
             if values:
                 print(f"| {stage} | {statistics.median(values):.3f} | {max(values):.3f} |")
 
-        print("\nLarge batches:\n")
-        print("| what | seconds | |")
-        print("| --- | ---: | --- |")
-        for name, value, note in _large(task, work, args.entries, args.runs):
-            print(f"| {name} | {value:.2f} | {note} |")
-        load_after = os.getloadavg()
-        print(
-            f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
-            f"{', '.join(f'{v:.2f}' for v in load_after)}"
-        )
+        _print_large(task, work, args.entries, args.runs, load_before)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
