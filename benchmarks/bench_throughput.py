@@ -13,7 +13,8 @@ In one run, on copies of a trivial notebook submission of the minimal fixture ta
 
 Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--quick] [--only large]`` (needs a Docker engine;
 builds the minimal task's image if missing; ``--quick``: 8 copies, concurrency 1 and 2 skipped for the harness, 200
-entries, 2,000 runs; ``--only large``: only the large batches, which need no Docker). Prints markdown tables and the load average before and after (other work on the machine skews them).
+entries, 2,000 runs; ``--only large``: only the large batches, which need no Docker). Prints markdown tables and
+the load average before and after (other work on the machine skews them).
 """
 
 from __future__ import annotations
