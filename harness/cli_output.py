@@ -30,7 +30,8 @@ def _minimum_width(table: Table, cells: list[list[str]]) -> int | None:
         cells: the column's cell texts per column, in the columns' order (the rows added to ``table``).
     """
     plain = table.padding == (0, 1, 0, 1) and table.pad_edge and not table.collapse_padding
-    if not plain or table.width is not None or table.min_width is not None or not table.show_header or table.show_footer:
+    plain = plain and table.width is None and table.min_width is None and table.show_header and not table.show_footer
+    if not plain:
         return None
     total = (2 if table.box and table.show_edge else 0) + (len(table.columns) - 1 if table.box else 0)
     for column, texts in zip(table.columns, cells, strict=True):
