@@ -17,10 +17,10 @@ In one run, on copies of a trivial notebook submission of the minimal fixture ta
   run by a bare ``docker run ... papermill`` and by ``harness run`` (one submission, defaults), ``--nyc-repeats``
   times each, interleaved, and the share ``(harness wall - bare wall) / harness wall`` of the medians.
 
-Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--quick] [--nyc] [--only-nyc]`` (needs a Docker
-engine; builds the minimal task's image if missing; ``--quick``: 8 copies, concurrency 1 and 2 skipped for the
-harness, 200 entries, 2,000 runs). Prints markdown tables and the load average before and after (other work on the
-machine skews them).
+Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--quick] [--nyc] [--only-nyc] [--only large]``
+(needs a Docker engine; builds the minimal task's image if missing; ``--quick``: 8 copies, concurrency 1 and 2
+skipped for the harness, 200 entries, 2,000 runs; ``--only large``: only the large batches, which need no
+Docker). Prints markdown tables and the load average before and after (other work on the machine skews them).
 """
 
 from __future__ import annotations
@@ -238,6 +238,24 @@ def _large(task: Path, work: Path, entries: int, runs: int) -> list[tuple[str, f
     ]
 
 
+def _print_large(
+    task: Path, work: Path, entries: int, runs: int, load_before: tuple[float, float, float] | None
+) -> None:
+    """Print the large-batch table, then the load average before (given; ``None``: not printed here) and after."""
+    print("\nLarge batches:\n")
+    print("| what | seconds | |")
+    print("| --- | ---: | --- |")
+    for name, value, note in _large(task, work, entries, runs):
+        print(f"| {name} | {value:.2f} | {note} |")
+    if load_before is None:
+        return
+    load_after = os.getloadavg()
+    print(
+        f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
+        f"{', '.join(f'{v:.2f}' for v in load_after)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=16)
@@ -247,6 +265,9 @@ def main() -> None:
     parser.add_argument("--nyc", action="store_true", help="also the NYC gradient-boosting notebook (minutes)")
     parser.add_argument("--only-nyc", action="store_true", help="only the NYC gradient-boosting notebook")
     parser.add_argument("--nyc-repeats", type=int, default=3)
+    parser.add_argument(
+        "--only", choices=("large",), help="large: only the large-batch part (no Docker: process sandbox, no image)"
+    )
     args = parser.parse_args()
     if args.only_nyc:
         load_before = os.getloadavg()
@@ -268,6 +289,9 @@ def main() -> None:
         shutil.copytree(MINIMAL, task, ignore=shutil.ignore_patterns("data", "__pycache__"))
         prepare_task(task, echo=lambda _msg: None)
         spec = load_spec(task)
+        if args.only == "large":
+            _print_large(task, work, args.entries, args.runs, load_before)
+            return
         image = build_task_image(spec, echo=lambda _msg: None).tag
         submissions = work / "submissions"
         submissions.mkdir()
@@ -304,18 +328,14 @@ def main() -> None:
             if values:
                 print(f"| {stage} | {statistics.median(values):.3f} | {max(values):.3f} |")
 
-        print("\nLarge batches:\n")
-        print("| what | seconds | |")
-        print("| --- | ---: | --- |")
-        for name, value, note in _large(task, work, args.entries, args.runs):
-            print(f"| {name} | {value:.2f} | {note} |")
+        _print_large(task, work, args.entries, args.runs, None if args.nyc else load_before)
         if args.nyc:
             _print_nyc(_nyc(args.nyc_repeats), args.nyc_repeats)
-        load_after = os.getloadavg()
-        print(
-            f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
-            f"{', '.join(f'{v:.2f}' for v in load_after)}"
-        )
+            load_after = os.getloadavg()
+            print(
+                f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
+                f"{', '.join(f'{v:.2f}' for v in load_after)}"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -182,6 +182,11 @@ def _print_stale(spec: Any, db: str | None, home: Path | None, phase: str = "tes
         lines = stale_report(spec, store, phase=phase)
     finally:
         store.close()
+    _print_stale_lines(lines)
+
+
+def _print_stale_lines(lines: list[str]) -> None:
+    """The lines of :func:`harness.provenance.stale_report` on stderr, each after ``stale:``."""
     for line in lines:
         err_console.print(visible(f"stale: {line}", keep=""), highlight=False, markup=False, soft_wrap=True)
 
@@ -401,7 +406,7 @@ def leaderboard_cmd(
     ] = True,
 ) -> None:
     """Print or export the leaderboard: one ranked row per team."""
-    from harness.ranking import export, leaderboard, resolve_task
+    from harness.ranking import export, leaderboard_and_stale, resolve_task
 
     if split not in ("public", "private"):
         raise typer.BadParameter("expected public or private", param_hint="--split")
@@ -431,7 +436,7 @@ def leaderboard_cmd(
     if fmt == "parquet" and output is None:
         raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
     spec = resolve_task(task)
-    df = leaderboard(
+    df, stale = leaderboard_and_stale(  # the runs read once for the board and its stale warnings
         spec,
         db_url=db,
         home=home,
@@ -440,7 +445,7 @@ def leaderboard_cmd(
         similar=similar,
         intervals=intervals,
     )
-    _print_stale(spec, db, home)
+    _print_stale_lines(stale)
     if fmt != "table":
         text = export(df, spec.metrics, fmt, output)
         if text is not None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -302,13 +302,25 @@ def check_runs(spec: TaskSpec, runs: Iterable[Any], *, phase: str = "test") -> l
     return out
 
 
-def stale_report(spec: TaskSpec, store: Any, *, phase: str = "test") -> list[str]:
+def stale_report(
+    spec: TaskSpec,
+    store: Any,
+    *,
+    phase: str = "test",
+    runs: Sequence[Any] | None = None,
+    stale: Sequence[Staleness] | None = None,
+) -> list[str]:
     """:func:`stale_summary` of a task's active runs in a store (a :class:`~harness.store.Store`); ``[]`` when
-    every active run is current or there are none. ``TASK`` in the lines is replaced by the task's id or folder."""
-    runs = store.runs(spec.id, phase=phase)
+    every active run is current or there are none. ``TASK`` in the lines is replaced by the task's id or folder.
+
+    ``runs`` (the active runs of ``phase``, already read) and ``stale`` (their :func:`check_runs`, already made)
+    spare a caller that has them a second read and a second hashing of the task's inputs.
+    """
+    if runs is None:
+        runs = store.runs(spec.id, phase=phase)
     if not runs:
         return []
-    lines = stale_summary(check_runs(spec, runs, phase=phase))
+    lines = stale_summary(check_runs(spec, runs, phase=phase) if stale is None else stale)
     return [
         line.replace("rescore TASK", f"rescore {spec.task_dir}").replace("run TASK_DIR", f"run {spec.task_dir}")
         for line in lines

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.provenance import Staleness
 from harness.spec import MetricSpec, TaskSpec
 from harness.status import Status
 from harness.store import ScoredRun, Store
@@ -37,7 +38,15 @@ from harness.text import spreadsheet_safe, visible
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METRIC_TABLE_COLUMNS", "export", "leaderboard", "metric_table", "rank_table", "runs_table"]
+__all__ = [
+    "METRIC_TABLE_COLUMNS",
+    "export",
+    "leaderboard",
+    "leaderboard_and_stale",
+    "metric_table",
+    "rank_table",
+    "runs_table",
+]
 
 #: Fixed columns of a metric table, with their pandas dtypes; one float64 column per metric follows ``reason``.
 METRIC_TABLE_COLUMNS: dict[str, str] = {
@@ -114,17 +123,26 @@ def rank_table(table: pd.DataFrame, metrics: Sequence[MetricSpec]) -> pd.DataFra
     return out
 
 
-def runs_table(runs: Iterable[ScoredRun], metrics: Sequence[MetricSpec], *, split: str) -> pd.DataFrame:
+def runs_table(
+    runs: Iterable[ScoredRun],
+    metrics: Sequence[MetricSpec],
+    *,
+    split: str,
+    among: Sequence[ScoredRun] | None = None,
+    stale: Mapping[int, str] | None = None,
+) -> pd.DataFrame:
     """One row per run with the fixed columns (:data:`METRIC_TABLE_COLUMNS`, rank left empty) and the metrics.
 
     Metric values come from ``split``; a run without a value there has NaN. Columns: the fixed ones, then one
-    float64 column per metric in the spec's order.
+    float64 column per metric in the spec's order. ``identical_to`` names the other teams with the same content
+    among ``among`` (default: ``runs``); ``stale`` maps run id -> the ``stale`` cell (default ``""``).
     """
     runs = list(runs)
     by_hash: dict[str, set[str]] = defaultdict(set)
-    for run in runs:
+    for run in runs if among is None else among:
         if run.content_hash and run.kind != "unknown":
             by_hash[run.content_hash].add(run.team)
+    stale = stale or {}
     rows = []
     for run in runs:
         same = sorted(by_hash.get(run.content_hash, set()) - {run.team}) if run.kind != "unknown" else []
@@ -139,7 +157,7 @@ def runs_table(runs: Iterable[ScoredRun], metrics: Sequence[MetricSpec], *, spli
             "peak_memory_mb": run.peak_memory_mb if run.peak_memory_mb is not None else np.nan,
             "identical_to": ", ".join(same),
             "run_id": run.run_id,
-            "stale": "",
+            "stale": stale.get(run.run_id, ""),
             "inputs": run.provenance.get("inputs"),
         }
         split_scores = run.scores.get(split, {})
@@ -158,31 +176,30 @@ def runs_table(runs: Iterable[ScoredRun], metrics: Sequence[MetricSpec], *, spli
     return df[[*METRIC_TABLE_COLUMNS, *(m.name for m in metrics)]]
 
 
-def _select(
-    df: pd.DataFrame, runs: Sequence[ScoredRun], metrics: Sequence[MetricSpec], selection: Selection
-) -> pd.DataFrame:
-    """One row per team according to the selection rule (see the module docstring)."""
-    if df.empty:
-        return df
+def _select(runs: Sequence[ScoredRun], metrics: Sequence[MetricSpec], selection: Selection) -> list[ScoredRun]:
+    """One run per team according to the selection rule (see the module docstring), in the order of ``runs``."""
     primary_first = _metrics(sorted(metrics, key=lambda m: not m.primary))
-    public = {run.run_id: run.scores.get("public", {}) for run in runs}
     latest: dict[str, tuple[Any, int]] = {}
     best: dict[str, tuple[tuple[float, ...], Any, int]] = {}
-    columns = (df["team"], df["run_id"], df["submitted_at"], df["status"])
-    for team, run_id, submitted_at, status in zip(*columns, strict=True):
-        run_id = int(run_id)  # plain Python per row: a pandas group per team took seconds for 10,000 runs
+    for run in runs:  # plain Python per run: a pandas group per team took seconds for 10,000 runs
+        team, run_id, submitted_at = run.team, run.run_id, run.submitted_at
         if team not in latest or (submitted_at, run_id) > latest[team]:
             latest[team] = (submitted_at, run_id)
-        scores = public.get(run_id, {})
+        scores = run.scores.get("public", {})
         primary_value = scores.get(primary_first[0].name)
-        if status == Status.SUCCEEDED and primary_value is not None and math.isfinite(primary_value):
+        if run.status == Status.SUCCEEDED and primary_value is not None and math.isfinite(primary_value):
             candidate = (_sort_key(scores, primary_first), submitted_at, run_id)
             if team not in best or candidate < best[team]:
                 best[team] = candidate
-    chosen = [
+    chosen = {
         latest[team][1] if selection == "latest" or team not in best else best[team][2] for team in sorted(latest)
-    ]
-    return df[df["run_id"].isin(chosen)]
+    }
+    return [run for run in runs if run.run_id in chosen]
+
+
+def _absent(value: float | None) -> bool:
+    """Whether a score is missing (no value, or NaN), as a table's NaN cell would say."""
+    return value is None or math.isnan(value)
 
 
 def metric_table(
@@ -195,6 +212,8 @@ def metric_table(
     per_team: bool = True,
     selection: Selection | None = None,
     phase: str = "test",
+    runs: Sequence[ScoredRun] | None = None,
+    stale: Sequence[Staleness] | None = None,
 ) -> pd.DataFrame:
     """The metric table of a task from the store.
 
@@ -207,6 +226,9 @@ def metric_table(
         per_team: one row per team (the leaderboard) or one row per active run.
         selection: ``best`` or ``latest``; defaults to the spec's rule, else ``best``.
         phase: ``test`` (judging) or ``validation``.
+        runs: the task's active runs of ``phase`` already read (``store.runs(task, phase=phase)``), so callers
+            that need them too read them once; default: read here.
+        stale: :func:`harness.provenance.check_runs` of ``runs`` already made (with ``spec``); default: made here.
 
     Returns:
         A ranked DataFrame: columns :data:`METRIC_TABLE_COLUMNS` then one float64 column per metric.
@@ -221,7 +243,7 @@ def metric_table(
     if not metric_specs:
         raise ValueError("give a spec or the metrics")
     rule: Selection = selection or (spec.leaderboard.selection if spec else "best")
-    runs = store.runs(task, phase=phase)
+    runs = list(store.runs(task, phase=phase) if runs is None else runs)
     if not runs:
         known = store.task_ids()
         unfinished = len(store.runs(task, phase=phase, active_only=False)) if task in known else 0
@@ -235,13 +257,15 @@ def metric_table(
             f"no results for task {task!r} in the store at {store._safe_url()}{hint}. "
             "Run `harness run TASK_DIR SUBMISSIONS_DIR` first (with the same --home/--db)."
         )
-    df = runs_table(runs, metric_specs, split=split)
+    described: dict[int, str] = {}
     if spec is not None:
-        from harness.provenance import check_runs
+        if stale is None:
+            from harness.provenance import check_runs
 
-        df["stale"] = pd.array([s.describe() for s in check_runs(spec, runs, phase=phase)], dtype="string")
-    scored = df[df["status"] == Status.SUCCEEDED]
-    missing = [m.name for m in metric_specs if len(scored) and scored[m.name].isna().all()]
+            stale = check_runs(spec, runs, phase=phase)
+        described = {run.run_id: item.describe() for run, item in zip(runs, stale, strict=True)}
+    scored = [run.scores.get(split, {}) for run in runs if run.status == Status.SUCCEEDED]
+    missing = [m.name for m in metric_specs if scored and all(_absent(s.get(m.name)) for s in scored)]
     if missing:
         log.warning(
             "no run of task %s has a value of metric(s) %s on split %s: the spec's metrics differ from the ones the "
@@ -250,8 +274,8 @@ def metric_table(
             ", ".join(missing),
             split,
         )
-    if per_team:
-        df = _select(df, runs, metric_specs, rule)
+    shown = _select(runs, metric_specs, rule) if per_team else runs
+    df = runs_table(shown, metric_specs, split=split, among=runs, stale=described)
     return rank_table(df, metric_specs)
 
 
@@ -285,27 +309,53 @@ def leaderboard(
         SpecError: the task cannot be found.
         HarnessError: no results yet.
     """
+    return leaderboard_and_stale(
+        task, store=store, db_url=db_url, home=home, split=split, selection=selection, similar=similar,
+        intervals=intervals,
+    )[0]  # fmt: skip
+
+
+def leaderboard_and_stale(
+    task: str | Path | TaskSpec,
+    *,
+    store: Store | None = None,
+    db_url: str | None = None,
+    home: Path | None = None,
+    split: str = "public",
+    selection: Selection | None = None,
+    similar: bool = False,
+    intervals: bool = False,
+) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`leaderboard` and :func:`harness.provenance.stale_report` of its task's active test runs, from one
+    read of the runs and one hashing of the task's inputs (what ``harness leaderboard`` prints).
+
+    Returns:
+        ``(table, stale lines)``; the arguments and errors are :func:`leaderboard`'s.
+    """
+    from harness.provenance import check_runs, stale_report
     from harness.store import resolve_db_url
 
     spec = resolve_task(task)
     own = store is None
     store = store or Store(resolve_db_url(db_url, home))
     try:
-        table = metric_table(spec, store, split=split, selection=selection)
+        runs = store.runs(spec.id, phase="test")  # read once: every part below works on this list
+        stale = check_runs(spec, runs, phase="test") if runs else []
+        table = metric_table(spec, store, split=split, selection=selection, runs=runs, stale=stale)
         if split == "public" and spec.leaderboard.public_rule == "ladder":  # Blum & Hardt 2015 (harness.ladder)
             from harness.ladder import ladder_table
 
-            table = ladder_table(spec, store, table, metric_table(spec, store, split=split, per_team=False))
+            every = metric_table(spec, store, split=split, per_team=False, runs=runs, stale=stale)
+            table = ladder_table(spec, store, table, every)
         if intervals:
             from harness.ranking_intervals import add_intervals
 
-            table = add_intervals(table, spec, store, split=split)
+            table = add_intervals(table, spec, store, split=split, runs=runs)
         if similar:
             from harness.similarity import find_similar, with_similar_column
 
-            runs = store.runs(spec.id, phase="test")
             table = with_similar_column(table, find_similar(spec, runs, home=home, run_ids=table["run_id"]))
-        return table
+        return table, stale_report(spec, store, runs=runs, stale=stale)
     finally:
         if own:
             store.close()

@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -63,14 +64,25 @@ class SplitRows:
     Attributes:
         reference: the split's reference rows, index ``0..n-1``.
         predictions: run id -> that run's predictions on the split's rows, aligned to ``reference``.
-        evaluator: an instance of the task's evaluator (for ``score`` and ``row_scores``).
         missing: run id -> why its predictions could not be read.
+        spec, phase: the task and phase the evaluator is made for.
     """
 
     reference: pd.DataFrame
     predictions: dict[int, pd.DataFrame]
-    evaluator: Evaluator
     missing: dict[int, str]
+    spec: TaskSpec
+    phase: str
+
+    @cached_property
+    def evaluator(self) -> Evaluator:
+        """An instance of the task's evaluator (for ``score`` and ``row_scores``), imported when first asked for:
+        a board whose intervals are unavailable (a ranked team's kept predictions missing) never imports it.
+
+        Raises:
+            EvaluatorError: the evaluator cannot be loaded (:func:`~harness.scoring.evaluator.load_evaluator`).
+        """
+        return load_evaluator(self.spec)(self.spec, self.phase, Path("."))
 
     def row_values(
         self, run_ids: Sequence[int], metric: str
@@ -95,6 +107,8 @@ class SplitRows:
 
 def load_split_rows(spec: TaskSpec, runs: Sequence[ScoredRun], split: str, *, phase: str = "test") -> SplitRows:
     """Read the reference once and each run's kept predictions, restricted to one split's rows.
+
+    The evaluator is loaded when first used (:attr:`SplitRows.evaluator`), not here.
 
     Raises:
         HarnessError: the task's evaluator does not score a predictions file (``evaluator.mode: output_dir``).
@@ -125,8 +139,7 @@ def load_split_rows(spec: TaskSpec, runs: Sequence[ScoredRun], split: str, *, ph
             missing[run.run_id] = f"{path}: {exc}"
             continue
         predictions[run.run_id] = aligned[mask].reset_index(drop=True)
-    evaluator = load_evaluator(spec)(spec, phase, Path("."))
-    return SplitRows(reference=reference, predictions=predictions, evaluator=evaluator, missing=missing)
+    return SplitRows(reference=reference, predictions=predictions, missing=missing, spec=spec, phase=phase)
 
 
 def _metric_samples(
@@ -168,7 +181,13 @@ def _metric_samples(
 
 
 def add_intervals(
-    table: pd.DataFrame, spec: TaskSpec, store: Store, *, split: str, phase: str = "test"
+    table: pd.DataFrame,
+    spec: TaskSpec,
+    store: Store,
+    *,
+    split: str,
+    phase: str = "test",
+    runs: Sequence[ScoredRun] | None = None,
 ) -> pd.DataFrame:
     """The metric table with paired bootstrap intervals of its ranked rows (a copy; unranked rows get <NA>).
 
@@ -177,6 +196,7 @@ def add_intervals(
         spec: the task spec (metrics, ``leaderboard.intervals``).
         store: the store the table came from (for each run's artifacts folder).
         split: the split the table shows.
+        runs: the task's active runs of ``phase`` the table was made from, if already read (else read here).
 
     Returns:
         ``table``'s columns, then :func:`interval_columns` (dtypes: float64 per metric bound, then
@@ -220,7 +240,7 @@ def add_intervals(
         attrs["unavailable"] = "the task is scored from an output folder, not from per-row predictions"
         log.info("no intervals for task %s: %s", spec.id, attrs["unavailable"])
         return out
-    by_id = {run.run_id: run for run in store.runs(spec.id, phase=phase)}
+    by_id = {run.run_id: run for run in (store.runs(spec.id, phase=phase) if runs is None else runs)}
     run_ids = [int(out.at[i, "run_id"]) for i in ranked]
     try:
         rows = load_split_rows(spec, [by_id[r] for r in run_ids if r in by_id], split, phase=phase)
@@ -240,6 +260,12 @@ def add_intervals(
             "`harness run --rerun` those teams"
         )
         log.warning("no intervals for task %s: %s", spec.id, attrs["unavailable"])
+        return out
+    try:
+        rows.evaluator  # noqa: B018  (loaded now, only when every ranked team's predictions are there)
+    except HarnessError as exc:  # the evaluator cannot be loaded: the board still shows
+        attrs["unavailable"] = str(exc)
+        log.info("no intervals for task %s: %s", spec.id, exc)
         return out
     kept = list(zip(ranked, run_ids, strict=True))
     index = [i for i, _ in kept]

@@ -3,8 +3,11 @@ replacing the active one in one transaction, a guarded prepare, and many kept fo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 from fakes import finished_record
 from spec_fixtures import perfect_predictions, toy_spec, write_predictions, write_toy_task
@@ -214,3 +217,50 @@ def test_rescore_task_scores_kept_predictions_again_and_refuses_what_it_cannot_t
     lines = summary.lines()
     assert any(line.startswith("good: mae (public) 9 -> 0") for line in lines)
     assert lines[-1].startswith("2 run(s) of toy-delays rescored") and "no team code was run" in lines[-1]
+
+
+def test_the_leaderboard_reads_its_runs_once_and_says_what_the_separate_reads_said(tmp_path: Path) -> None:
+    import re
+    import sys
+
+    from harness.provenance import stale_report
+    from harness.ranking import leaderboard, leaderboard_and_stale
+
+    spec = toy_spec(tmp_path / "task")
+    module = "harness_evaluator_" + re.sub(r"\W", "_", spec.id)  # what load_evaluator names the evaluator's module
+    sys.modules.pop(module, None)
+    store = Store(f"sqlite:///{tmp_path / 'results.sqlite'}")
+    try:
+        store.ensure_task(spec.id, spec.title, spec.spec_hash)
+        now = task_inputs(spec, "test")
+        metric = next(m.name for m in spec.metrics if m.primary)
+        for index, (team, inputs) in enumerate(
+            [("alpha", now), ("beta", {**now, "evaluator": "0" * 64}), ("gamma", {})]
+        ):
+            sub_id, _ = store.register_submission(spec.id, team, f"{index}" * 64, source=team, kind="script",
+                                                  entry="main.py")  # fmt: skip
+            run_id = store.start_run(sub_id, "test")
+            scores = {split: {m.name: 1.0 + index for m in spec.metrics} for split in ("public", "private")}
+            record = finished_record("succeeded", scores=scores, provenance={"inputs": inputs})
+            store.finish_run(run_id, replace(record, task_id=spec.id, artifacts_dir=str(tmp_path / team)))
+        reads = []
+        runs = store.runs
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            reads.append(args)
+            return runs(*args, **kwargs)
+
+        store.runs = counted  # type: ignore[method-assign]
+        table, lines = leaderboard_and_stale(spec, store=store, intervals=True)
+        assert len(reads) == 1  # the board, its intervals and the stale warnings share one read
+        store.runs = runs  # type: ignore[method-assign]
+        separate = leaderboard(spec, store=store, intervals=True)
+        pd.testing.assert_frame_equal(table, separate)
+        assert lines == stale_report(spec, store) and len(lines) == 2  # evaluator changed; provenance unknown
+        assert table["stale"].tolist() == ["", "evaluator changed", "provenance unknown"]
+        assert list(table["team"]) == ["alpha", "beta", "gamma"] and table[metric].tolist() == [1.0, 2.0, 3.0]
+        # no team kept predictions: the board says so without importing the evaluator
+        assert "kept predictions of 3 ranked team(s)" in table.attrs["intervals"]["unavailable"]
+        assert module not in sys.modules
+    finally:
+        store.close()
