@@ -130,7 +130,7 @@ class _KeyTable:
         self.positions = positions  # int64 per slot, -1 for an empty slot
         self.rows = rows  # the expected ids' bytes, one row per id (for confirming keys of ids over 8 bytes)
         self.probes = probes  # the longest probe sequence of any key: a lookup stops after as many
-        self.bits = int(len(keys)).bit_length() - 1
+        self.bits = len(keys).bit_length() - 1
 
     @classmethod
     def build(cls, width: int, keys: np.ndarray, rows: np.ndarray) -> _KeyTable | None:

@@ -296,15 +296,13 @@ def validate_predictions(
     if no_header_hint:
         problems.append(no_header_hint)
     if len(frame) == 0:
-        expected = f"{_fmt(len(expected_ids))} rows, one per id" if expected_ids is not None else "one row per id"
-        problems.append(f"{name} has a header but no rows; expected {expected}")
+        wanted = f"{_fmt(len(expected_ids))} rows, one per id" if expected_ids is not None else "one row per id"
+        problems.append(f"{name} has a header but no rows; expected {wanted}")
         raise InvalidOutputError(f"{name} has no rows", problems)
     if expected_ids is None and phase is not None:
         expected_ids = load_reference(spec, phase)[pspec.id_column]
     expected = (
-        expected_ids
-        if expected_ids is None or isinstance(expected_ids, ExpectedIds)
-        else ExpectedIds(expected_ids)
+        expected_ids if expected_ids is None or isinstance(expected_ids, ExpectedIds) else ExpectedIds(expected_ids)
     )
 
     id_col = pspec.id_column
@@ -501,9 +499,7 @@ def _as_text(values: np.ndarray) -> pd.Series | np.ndarray:
         return values
 
 
-def _parse_ids(
-    spec: TaskSpec, raw: pd.Series, expected: ExpectedIds | None, name: str
-) -> tuple[pd.Series, list[str]]:
+def _parse_ids(spec: TaskSpec, raw: pd.Series, expected: ExpectedIds | None, name: str) -> tuple[pd.Series, list[str]]:
     """Parse the id column and check that every expected id appears exactly once and no other id does."""
     id_col = spec.predictions.id_column
     dtype = next(c.dtype for c in spec.predictions.columns if c.name == id_col)
