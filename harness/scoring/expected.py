@@ -66,11 +66,14 @@ class ExpectedIds:
 
         if self.text is None or len(file_ids) != len(self.values):
             return False
-        if isinstance(file_ids, pa.ChunkedArray):
-            file_ids = file_ids.combine_chunks()
-        if file_ids.type != pa.large_string():
-            file_ids = file_ids.cast(pa.large_string())
-        return bool(file_ids.equals(self.text))
+        start = 0
+        for chunk in file_ids.chunks if isinstance(file_ids, pa.ChunkedArray) else [file_ids]:
+            if chunk.type != pa.large_string():
+                chunk = chunk.cast(pa.large_string())
+            if not chunk.equals(self.text.slice(start, len(chunk))):  # compared chunk by chunk: no copy
+                return False
+            start += len(chunk)
+        return True
 
     @cached_property
     def _table(self) -> _KeyTable | None:
