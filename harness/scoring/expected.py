@@ -124,13 +124,14 @@ class ExpectedIds:
 
 
 class _KeyTable:
-    """An open-addressing hash table (linear probing, at most half full) of unique uint64 keys and their
-    positions, built and probed with vectorised numpy passes."""
+    """An open-addressing hash table (linear probing, a third to two thirds full) of unique uint64 keys and their
+    positions, built and probed with vectorised numpy passes: 12 bytes a slot (16 past 2**31 ids), so about 24 MB
+    for a million ids."""
 
     def __init__(self, width: int, keys: np.ndarray, positions: np.ndarray, rows: np.ndarray, probes: int) -> None:
         self.width = width  # bytes per id
         self.keys = keys  # uint64 per slot
-        self.positions = positions  # int64 per slot, -1 for an empty slot
+        self.positions = positions  # int32 (int64 past 2**31 ids) per slot, -1 for an empty slot
         self.rows = rows  # the expected ids' bytes, one row per id (for confirming keys of ids over 8 bytes)
         self.probes = probes  # the longest probe sequence of any key: a lookup stops after as many
         self.bits = len(keys).bit_length() - 1
@@ -140,10 +141,10 @@ class _KeyTable:
         """The table of ``keys`` (position ``i`` for ``keys[i]``), or ``None`` when two keys are equal."""
         if len(np.unique(keys)) != len(keys):
             return None  # two ids share a key (duplicate ids, or a collision of mixed keys): hash the strings
-        bits = max(4, int(2 * len(keys) - 1).bit_length())
+        bits = max(4, (3 * len(keys) // 2).bit_length())
         size = 1 << bits
         slot_keys = np.zeros(size, dtype=np.uint64)
-        slot_positions = np.full(size, -1, dtype=np.int64)
+        slot_positions = np.full(size, -1, dtype=np.int32 if len(keys) < 2**31 else np.int64)
         slot = _slot(keys, bits)
         pending = np.arange(len(keys))
         probes = 0
