@@ -20,7 +20,7 @@ Shapes (the minimal fixture task: an ``id`` string column and a ``y`` float colu
   pass).
 
 The expected ids are prepared once per file (``ExpectedIds``, as ``load_phase_reference`` does once per phase for
-the warm evaluator server and rescoring) before the timed calls; the time of that preparation is printed apart.
+rescoring, intervals and similarity) before the timed calls; the time of that preparation is printed apart.
 
 Usage: ``python benchmarks/bench_validation.py [--runs 5] [--mb 8]``.
 """

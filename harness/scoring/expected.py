@@ -7,8 +7,9 @@ million Python strings to Arrow costs about 40 ms on every call), and, for ids t
 bytes (``r0000001``, UUIDs, zero-padded numbers: what a generated reference holds), a sorted table of 64-bit keys,
 so that a file with the ids in another order is matched by sorting its keys (about 0.1 s per million ids) instead
 of hashing every string (``pandas.factorize``: about 0.5 s per million on this machine, mostly cache misses).
-The warm evaluator server and rescoring load a phase's reference once and build this once with it
-(:attr:`~harness.scoring.kept.PhaseReference.expected_ids`).
+Rescoring's chunks, intervals and similarity load a phase's reference once and build this once with it
+(:attr:`~harness.scoring.kept.PhaseReference.expected_ids`); a scoring at run time (a fresh evaluator child that
+reads the reference itself) builds it once for its one file.
 """
 
 from __future__ import annotations
