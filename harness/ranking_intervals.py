@@ -134,7 +134,7 @@ def load_split_rows(spec: TaskSpec, runs: Sequence[ScoredRun], split: str, *, ph
             if recorded and file_sha256(path) != recorded:  # changed on disk since it was scored: not what ranked
                 missing[run.run_id] = f"{path} changed since it was scored (sha256 differs from the run's record)"
                 continue
-            aligned = aligned_predictions(spec, path, phase_reference.reference)
+            aligned = aligned_predictions(spec, path, phase_reference.reference, phase_reference.expected_ids)
         except (HarnessError, OSError) as exc:
             missing[run.run_id] = f"{path}: {exc}"
             continue

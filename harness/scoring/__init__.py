@@ -31,6 +31,8 @@ Modules, each importing only those above it:
 * :mod:`~harness.scoring.reference`: :func:`load_reference`;
 * :mod:`~harness.scoring.encoding`: naming the encoding of a prediction file that is not UTF-8;
 * :mod:`~harness.scoring.shape`: a prediction file's header and row widths, in time linear in its bytes;
+* :mod:`~harness.scoring.expected`: a reference's ids prepared once for checking files against them
+  (:class:`~harness.scoring.expected.ExpectedIds`: Arrow text, a 64-bit key table);
 * :mod:`~harness.scoring.predictions`: :func:`validate_predictions` (bounded read, CSV sniffing, columns, ids);
 * :mod:`~harness.scoring.kept`: a phase's reference with its split masks, and a run's kept predictions aligned to
   it (:func:`aligned_predictions`), for rescoring, intervals and similarity;

@@ -141,7 +141,9 @@ class Evaluator:
         reference, masks = phase_reference.reference, phase_reference.masks
         aligned: pd.DataFrame | None = None
         if spec.evaluator.mode == "predictions":
-            aligned = aligned_predictions(spec, self.output_dir / spec.predictions.file, reference)
+            aligned = aligned_predictions(
+                spec, self.output_dir / spec.predictions.file, reference, phase_reference.expected_ids
+            )
             self._run_check_predictions(aligned)
         results: dict[str, dict[str, float]] = {}
         for split, mask in masks.items():

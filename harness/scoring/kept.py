@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import EvaluatorError
+from harness.scoring.expected import ExpectedIds
 from harness.scoring.predictions import validate_predictions
 from harness.scoring.reference import load_reference
 from harness.spec import TaskSpec
@@ -32,11 +33,14 @@ class PhaseReference:
         phase: ``validation`` or ``test``.
         reference: the rows :func:`~harness.scoring.load_reference` returns (index ``0..n-1``).
         masks: split -> boolean array of length ``n`` (the spec's splits of the phase, in the spec's order).
+        expected_ids: the reference's ids prepared once for validating prediction files against them
+            (:class:`~harness.scoring.expected.ExpectedIds`; pass it to :func:`aligned_predictions`).
     """
 
     phase: str
     reference: pd.DataFrame
     masks: dict[str, np.ndarray]
+    expected_ids: ExpectedIds
 
     @property
     def n_rows(self) -> int:
@@ -66,16 +70,21 @@ def load_phase_reference(spec: TaskSpec, phase: str) -> PhaseReference:
     empty = [s for s, m in masks.items() if not m.any()]
     if empty:
         raise EvaluatorError(f"the {phase} reference has no rows of split(s) {empty}")
-    return PhaseReference(phase=phase, reference=reference, masks=masks)
+    expected_ids = ExpectedIds(reference[spec.predictions.id_column])
+    return PhaseReference(phase=phase, reference=reference, masks=masks, expected_ids=expected_ids)
 
 
-def aligned_predictions(spec: TaskSpec, path: Path, reference: pd.DataFrame) -> pd.DataFrame:
+def aligned_predictions(
+    spec: TaskSpec, path: Path, reference: pd.DataFrame, expected_ids: ExpectedIds | None = None
+) -> pd.DataFrame:
     """Validate a predictions file against the spec and align it to the reference's rows.
 
     Args:
         spec: the task spec (``evaluator.mode: predictions``).
         path: the predictions file (a run's :func:`kept_predictions_path`, or a fresh output).
         reference: the phase's reference rows (the id column first among the spec's columns).
+        expected_ids: ``reference``'s ids prepared once (:attr:`PhaseReference.expected_ids`), so that each call
+            costs per byte of the file; ``None`` prepares them on every call.
 
     Returns:
         Row ``i`` predicts reference row ``i``: the id column and every prediction column of the spec with its
@@ -85,7 +94,8 @@ def aligned_predictions(spec: TaskSpec, path: Path, reference: pd.DataFrame) -> 
         InvalidOutputError: the file does not match the spec (the same reasons and words as at scoring time).
     """
     id_col = spec.predictions.id_column
-    predictions = validate_predictions(spec, Path(path), expected_ids=reference[id_col])
+    expected = reference[id_col] if expected_ids is None else expected_ids
+    predictions = validate_predictions(spec, Path(path), expected_ids=expected)
     return predictions.set_index(id_col).reindex(pd.Index(reference[id_col], name=id_col)).reset_index()
 
 

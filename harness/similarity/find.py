@@ -284,7 +284,8 @@ def _prediction_pairs(
             skipped.append((run.team, f"predictions: run {run.run_id} is {run.status}, not scored"))
     if len(scored) < 2:
         return []
-    reference = load_phase_reference(spec, "test").reference
+    phase_reference = load_phase_reference(spec, "test")
+    reference = phase_reference.reference
     tables = {}
     for run in scored:
         path = kept_predictions_path(spec, run.artifacts_dir)
@@ -292,7 +293,7 @@ def _prediction_pairs(
             skipped.append((run.team, f"predictions: run {run.run_id} kept no {spec.predictions.file}"))
             continue
         try:
-            tables[run.team] = aligned_predictions(spec, path, reference)
+            tables[run.team] = aligned_predictions(spec, path, reference, phase_reference.expected_ids)
         except InvalidOutputError as exc:
             skipped.append((run.team, f"predictions: {exc}"))
     return prediction_pairs(team_predictions(spec, reference, tables), threshold=spec.similarity.prediction_threshold)
