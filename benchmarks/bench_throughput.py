@@ -29,6 +29,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import sqlite3
 import statistics
@@ -51,13 +52,17 @@ NYC_GBM = REPO / "examples" / "submissions" / "nyc-flight-delays" / "gbm-noteboo
 STAGES = ("open_hash", "store", "sandbox_start", "command", "collect", "score")
 
 
-def _timed(argv: list[str]) -> tuple[float, float, float]:
-    """(wall s, CPU s of the process tree, peak RSS MiB of its largest process) of one command (``os.wait4``)."""
+def _timed(argv: list[str], stdout: str = os.devnull) -> tuple[float, float, float]:
+    """(wall s, CPU s of the process tree, peak RSS MiB of its largest process) of one command (``os.wait4``);
+    its standard output goes to the file ``stdout`` (default: discarded)."""
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         pid = os.posix_spawn(
             argv[0], argv, dict(os.environ),
-            file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)],
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 1, stdout, os.O_WRONLY | os.O_CREAT, 0o644),
+                (os.POSIX_SPAWN_DUP2, err.fileno(), 2),
+            ],
         )  # fmt: skip
         _pid, status, usage = os.wait4(pid, 0)
         wall = time.perf_counter() - started
@@ -113,7 +118,7 @@ def _nyc(repeats: int) -> list[tuple[str, float, float | None]]:
         bare, harness, cpu = [], [], []
         for _ in range(repeats):  # interleaved: drifting load touches both alike
             bare.append(_bare(spec.image_tag, [notebook], spec.input_dir("test"), 1))
-            wall, used, _stages = _harness(NYC_TASK, submissions, None)
+            wall, used, _stages, _at_once = _harness(NYC_TASK, submissions, None)
             harness.append(wall)
             cpu.append(used)
         return [
@@ -137,15 +142,18 @@ def _print_nyc(rows: list[tuple[str, float, float | None]], repeats: int) -> Non
     print(f"\nharness overhead as a share of its run: (harness - bare) / harness = {(harness - bare) / harness:.1%}")
 
 
-def _harness(task: Path, submissions: Path, workers: int | None) -> tuple[float, float, list[dict[str, float]]]:
-    """(wall s, CPU s of the harness's process tree, each run's stages) of one ``harness run`` in a fresh home."""
+def _harness(task: Path, submissions: Path, workers: int | None) -> tuple[float, float, list[dict[str, float]], int]:
+    """(wall s, CPU s of the harness's process tree, each run's stages, sandboxes at once) of one ``harness run``
+    in a fresh home (the concurrency as the run's summary line reports it: what ``default_workers`` chose then)."""
     home = Path(tempfile.mkdtemp(prefix="bench-home-"))
     try:
         argv = [*HARNESS, "run", str(task), str(submissions), "--home", str(home)]
-        wall, cpu, _rss = _timed(argv + (["--workers", str(workers)] if workers else []))
+        out = home / "stdout.txt"
+        wall, cpu, _rss = _timed(argv + (["--workers", str(workers)] if workers else []), stdout=str(out))
         with sqlite3.connect(home / "results.sqlite") as db:
             stages = [json.loads(p).get("stages", {}) for (p,) in db.execute("select provenance from runs")]
-        return wall, cpu, stages
+        at_once = re.search(r"(\d+) at a time", out.read_text())
+        return wall, cpu, stages, int(at_once.group(1)) if at_once else 0
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -278,7 +286,6 @@ def main() -> None:
     if args.quick:
         args.copies, args.entries, args.runs = 8, 200, 2000
     from harness.images import build_task_image
-    from harness.scheduling import default_workers
     from harness.spec import load_spec
     from harness.tasks import prepare_task
 
@@ -305,11 +312,10 @@ def main() -> None:
         floor = bare[floor_c]
         bare_name = "bare `docker run --rm --network none ... papermill`, {} at a time"
         rows = [(bare_name.format(c), w, None) for c, w in bare.items()]
-        chosen = default_workers(spec)  # what the run below chooses too (sampled the same way a moment later)
-        default_wall, default_cpu, stages = _harness(task, submissions, None)
-        rows.append((f"`harness run` (defaults: {chosen} workers here)", default_wall, default_cpu))
+        default_wall, default_cpu, stages, chosen = _harness(task, submissions, None)
+        rows.append((f"`harness run` (defaults: chose {chosen} workers)", default_wall, default_cpu))
         for c in (4,) if args.quick else (1, 2, 4):
-            wall, cpu, _stages = _harness(task, submissions, c)
+            wall, cpu, _stages, _at_once = _harness(task, submissions, c)
             rows.append((f"`harness run --workers {c}`", wall, cpu))
 
         print(f"\n{n} trivial notebook submissions of the minimal task; {os.cpu_count()} cores\n")

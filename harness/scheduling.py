@@ -111,6 +111,8 @@ class BatchSummary:
         statuses: count of this call's runs per status.
         records: this call's run records, in completion order.
         duration_s: wall-clock seconds of the whole call.
+        workers: sandboxes run at once in this call (``--workers`` or :func:`default_workers`; 0 when nothing ran),
+            so a judge comparing run times knows the concurrency they were measured at.
     """
 
     task_id: str
@@ -124,6 +126,7 @@ class BatchSummary:
     shared_teams: dict[str, list[str]] = field(default_factory=dict)
     statuses: Counter[str] = field(default_factory=Counter)
     records: list[RunRecord] = field(default_factory=list)
+    workers: int = 0
     duration_s: float = 0.0
 
     def message(self) -> str:
@@ -154,7 +157,8 @@ class BatchSummary:
             text += f"; {self.recovered} interrupted run(s) from an earlier call were evaluated again"
         if self.retried:
             text += f"; {self.retried} submission(s) whose last run was a harness error were evaluated again"
-        return text + notes + f" in {self.duration_s:.1f} s"
+        at_once = f", {self.workers} at a time" if self.workers else ""
+        return text + notes + f" in {self.duration_s:.1f} s{at_once}"
 
 
 @dataclass
@@ -342,9 +346,10 @@ def evaluate_many(
         hooks.batch_planned(total=len(jobs), skipped=summary.unchanged)
         if jobs:
             _check_can_run(spec, sandbox, any(job.opened for job in jobs))
+            summary.workers = max(1, workers or default_workers(spec))
             run_batch(
                 spec, jobs, store=store, artifacts_root=home / "artifacts" / spec.id, phase=phase,
-                workers=max(1, workers or default_workers(spec)), sandbox=sandbox,
+                workers=summary.workers, sandbox=sandbox,
                 scheduler_address=scheduler_address, hooks=hooks, summary=summary,
             )  # fmt: skip
     finally:

@@ -83,6 +83,7 @@ def test_check_and_run_agree_on_every_kind_of_refusal(task: Path, submissions: P
         summary = evaluate_many(load_spec(task), submissions, store=store, home=home, workers=1)
     finally:
         store.close()
+    assert summary.workers == 1 and summary.message().endswith(", 1 at a time")  # the concurrency judges read
     judged = {record.team: record for record in summary.records}
     assert {team: r.status for team, r in judged.items()} == {team: r.status for team, r in checked.items()}
     assert "row id r042: probabilities sum to 3 (p_graffiti..p_pothole)" in " ".join(judged["all-ones"].problems)
