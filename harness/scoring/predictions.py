@@ -15,6 +15,7 @@ import re
 import stat
 from collections import Counter
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ __all__ = ["not_a_regular_file", "validate_predictions"]
 logger = logging.getLogger(__name__)
 
 _SNIFF_BYTES = 64 * 1024
+_BOM: Final = b"\xef\xbb\xbf"
 _DECODE_CHUNK = 1 << 20
 _NOT_BLANK = re.compile(rb"[^ \t\r\n\xef\xbb\xbf]")
 #: Arrow's reader builds a column object per column of the header; past this many pandas' ``usecols`` is faster.
@@ -349,9 +351,10 @@ def _read_columns(data: bytes, header: Header, required: list[str], rows: int, n
     usecols, labels = _wanted(header, required)
     if rows == 0:
         return pd.DataFrame({labels[i]: pd.Series([], dtype=str) for i in usecols})
+    body, start = _keep_bom(data, header.body_start)
     try:
         frame = pd.read_csv(
-            io.BytesIO(data[header.body_start :]),
+            io.BytesIO(body[start:]),
             header=None,
             names=list(range(len(header.names))),
             usecols=usecols,
@@ -415,9 +418,10 @@ def _read_with_arrow(data: bytes, header: Header, usecols: list[int]) -> pd.Data
     import pyarrow.csv as pa_csv
 
     names = [str(i) for i in range(len(header.names))]
+    body, start = _keep_bom(data, header.body_start)
     try:
         table = pa_csv.read_csv(
-            pa.py_buffer(data).slice(header.body_start),
+            pa.py_buffer(body).slice(start),
             read_options=pa_csv.ReadOptions(column_names=names, use_threads=True),
             parse_options=pa_csv.ParseOptions(quote_char=False, double_quote=False, ignore_empty_lines=True),
             convert_options=pa_csv.ConvertOptions(
@@ -431,6 +435,20 @@ def _read_with_arrow(data: bytes, header: Header, usecols: list[int]) -> pd.Data
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return pd.DataFrame({i: table.column(names[i]).to_pandas() for i in usecols})
+
+
+def _keep_bom(data: bytes, start: int) -> tuple[bytes, int]:
+    """``(data, start)`` to parse a body beginning at ``data[start]`` from, such that a byte-order mark opening its
+    first line stays part of the first value.
+
+    Arrow's and pandas' readers drop a UTF-8 BOM at the start of what they read, as a file's own; the file's was
+    dropped with its header, so one here is the first row's text (an id ``"\ufeffa1"`` is not ``"a1"``). Such a
+    body is read from its header's line end instead (an empty line, which both readers skip), or, when nothing
+    comes before it (a narrowed body), after a ``\n`` put in front of it (a copy).
+    """
+    if not data.startswith(_BOM, start):
+        return data, start
+    return (data, start - 1) if start else (b"\n" + data, 0)
 
 
 def _same_ids(raw: pd.Series, expected: ExpectedIds | None) -> bool:
@@ -515,16 +533,14 @@ def _parse_ids(spec: TaskSpec, raw: pd.Series, expected: ExpectedIds | None, nam
     ids: pd.Series = raw
     skip = empty.copy()  # rows whose id is unusable: left out of the duplicate and id-set checks
     if dtype == "int":
-        parsed = pd.to_numeric(raw.str.strip(), errors="coerce").astype("float64").to_numpy()
-        whole = np.isfinite(parsed) & (parsed == np.round(parsed))
-        bad = ~whole & ~empty
+        ids = _int_ids(raw)
+        bad = ids.isna().to_numpy() & ~empty
         if bad.any():
             n_bad = int(bad.sum())
             problems.append(
                 f"column {id_col!r} must hold whole numbers; {_plural(n_bad, 'id')} {_are(n_bad)} not, "
                 f"first: {_clip(str(raw[bad].iloc[0]))!r}"
             )
-        ids = pd.Series([int(v) if ok else None for v, ok in zip(parsed, whole, strict=True)], dtype=object)
         skip |= bad
     id_codes, expected_codes, n_codes = _id_codes(ids, expected, dtype)
     kept = id_codes[~skip]
@@ -560,6 +576,40 @@ def _parse_ids(spec: TaskSpec, raw: pd.Series, expected: ExpectedIds | None, nam
                 "training data"
             )
     return ids, problems
+
+
+def _int_ids(raw: pd.Series) -> pd.Series:
+    """The ids of an ``int`` id column, each the exact whole number its text (stripped) writes, else ``None``.
+
+    ``12``, ``+12``, ``012``, ``12.0`` and ``1.2e1`` are all 12; ``1.5``, ``inf``, ``x`` and empty text are
+    ``None``. float64 holds every integer below 2**53 exactly, so a plain integer (digits, optionally ``.0``)
+    under it is converted through float64, vectorised. Any other whole value is read exactly from its text
+    (``decimal``): float64 would round ``9007199254740993`` to ``...992`` (two ids one, or a wrong id an
+    expected one) and ``1.0000000000000001`` to 1.
+
+    Returns:
+        object Series of ``int`` or ``None``, index ``0..n-1``.
+    """
+    text = raw.str.strip()
+    parsed = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy()
+    whole = np.isfinite(parsed) & (parsed == np.round(parsed))
+    plain = np.asarray(text.str.fullmatch(r"[+-]?[0-9]+(?:\.0*)?"), dtype=bool)
+    exact = whole & (~plain | (np.abs(parsed) >= 2.0**53))
+    values = np.full(len(raw), None, dtype=object)
+    near = whole & ~exact
+    values[near] = parsed[near].astype(np.int64).astype(object)  # Python ints
+    for row in np.flatnonzero(exact):
+        values[row] = _exact_int(text.iloc[row])
+    return pd.Series(values, dtype=object)
+
+
+def _exact_int(text: str) -> int | None:
+    """The whole number ``text`` writes exactly (a number pandas reads as a finite whole float), or ``None``."""
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return int(number) if number.is_finite() and number == number.to_integral_value() else None
 
 
 def _id_codes(ids: pd.Series, expected: ExpectedIds | None, dtype: str) -> tuple[np.ndarray, np.ndarray | None, int]:
