@@ -582,7 +582,8 @@ def _int_ids(raw: pd.Series) -> pd.Series:
     """The ids of an ``int`` id column, each the exact whole number its text (stripped) writes, else ``None``.
 
     ``12``, ``+12``, ``012``, ``12.0`` and ``1.2e1`` are all 12; ``1.5``, ``inf``, ``x`` and empty text are
-    ``None``. float64 holds every integer below 2**53 exactly, so a plain integer (digits, optionally ``.0``)
+    ``None``. When every text is an integer pandas reads as ``int64``/``uint64`` (exact), those are the ids.
+    Otherwise: float64 holds every integer below 2**53 exactly, so a plain integer (digits, optionally ``.0``)
     under it is converted through float64, vectorised. Any other whole value is read exactly from its text
     (``decimal``): float64 would round ``9007199254740993`` to ``...992`` (two ids one, or a wrong id an
     expected one) and ``1.0000000000000001`` to 1.
@@ -591,7 +592,10 @@ def _int_ids(raw: pd.Series) -> pd.Series:
         object Series of ``int`` or ``None``, index ``0..n-1``.
     """
     text = raw.str.strip()
-    parsed = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy()
+    numeric = pd.to_numeric(text, errors="coerce")
+    if numeric.dtype.kind in "iu":  # every id an integer that pandas read as one, exactly: the common case
+        return pd.Series(numeric.to_numpy().astype(object), dtype=object)
+    parsed = numeric.astype("float64").to_numpy()
     whole = np.isfinite(parsed) & (parsed == np.round(parsed))
     plain = np.asarray(text.str.fullmatch(r"[+-]?[0-9]+(?:\.0*)?"), dtype=bool)
     exact = whole & (~plain | (np.abs(parsed) >= 2.0**53))
