@@ -404,6 +404,9 @@ def leaderboard_cmd(
         bool,
         typer.Option(help="Paired bootstrap intervals, rank ranges and tie groups (--no-intervals: faster)."),
     ] = True,
+    top: Annotated[
+        int, typer.Option(min=0, help="Rows of the terminal table (0: every row); exports always hold every row.")
+    ] = 100,  # harness.cli_output.DEFAULT_TOP (not imported here: rich stays out of the other commands' start)
 ) -> None:
     """Print or export the leaderboard: one ranked row per team."""
     from harness.ranking import export, leaderboard_and_stale, resolve_task
@@ -455,7 +458,7 @@ def leaderboard_cmd(
         return
     from harness.cli_output import print_leaderboard
 
-    print_leaderboard(console, df, spec, split=split, wide=wide)
+    print_leaderboard(console, df, spec, split=split, wide=wide, top=top)
 
 
 @app.command("rescore")

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from harness.text import visible
 
-__all__ = ["print_leaderboard"]
+__all__ = ["DEFAULT_TOP", "print_leaderboard"]
 
 
 def _minimum_width(table: Table, cells: list[list[str]]) -> int | None:
@@ -47,11 +47,19 @@ def _minimum_width(table: Table, cells: list[list[str]]) -> int | None:
     return total
 
 
-def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide: bool = False) -> None:
+#: Rows of the terminal table by default (``harness leaderboard --top``): rich draws about 1,000 rows a second
+#: here, and a judge reads the head of the board in a terminal; every export (csv, html, ...) keeps every row.
+DEFAULT_TOP = 100
+
+
+def print_leaderboard(
+    console: Console, df: Any, spec: Any, *, split: str, wide: bool = False, top: int = DEFAULT_TOP
+) -> None:
     """The leaderboard as a terminal table that stays readable at 80 columns.
 
-    Ranks, teams, metrics and statuses form the table; the reasons of rows that are not ranked follow it, one line
-    each. ``wide`` adds the submission hash, timings and submission time. Team text (names, reasons) is made
+    Ranks, teams, metrics and statuses form the table (its first ``top`` rows, then a line saying how many more
+    there are and how to see them); the reasons of rows that are not ranked follow it, one line each, for every
+    such row. ``wide`` adds the submission hash, timings and submission time. Team text (names, reasons) is made
     visible (:func:`harness.text.visible`): control and bidirectional characters show as escapes.
 
     Args:
@@ -60,6 +68,7 @@ def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide:
         spec: the task spec (its metrics name the columns).
         split: the split shown, for the title.
         wide: add the submission hash, timings and submission time.
+        top: rows of the table (the board's order: ranked rows first); ``0`` or less: every row.
     """
     import pandas as pd
 
@@ -77,6 +86,7 @@ def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide:
         columns += ["submission", "identical_to", "duration_s", "peak_memory_mb", "submitted_at"]
     labels = {m.name: m.label or m.name for m in spec.metrics}
     table = Table(title=f"{spec.title}: {split} leaderboard ({len(shown)} teams)", title_justify="left")
+    drawn = shown if top <= 0 else shown.iloc[:top]
     for column in columns:
         header = labels.get(column, column)
         numeric = column in labels or column in ("rank", "duration_s", "peak_memory_mb")
@@ -88,7 +98,7 @@ def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide:
             min_width=4 if column == "rank" else 12 if column == "team" else None,
             overflow="fold",
         )
-    cells = [["" if pd.isna(value) else visible(str(value), keep="") for value in shown[c]] for c in columns]
+    cells = [["" if pd.isna(value) else visible(str(value), keep="") for value in drawn[c]] for c in columns]
     for row in zip(*cells, strict=True):
         table.add_row(*row)
     # every number and interval whole, long team names folded: the width that needs, measured without a limit
@@ -99,6 +109,13 @@ def print_leaderboard(console: Console, df: Any, spec: Any, *, split: str, wide:
         Console(file=console.file, width=needed, soft_wrap=True, markup=False).print(table)
     else:
         console.print(table)
+    if len(drawn) < len(shown):
+        console.print(
+            f"{len(shown) - len(drawn)} more team(s) not shown: --top 0 shows every row, --format csv/html exports "
+            "them all",
+            highlight=False,
+            markup=False,
+        )
     unranked = shown[shown["rank"].isna()]
     if len(unranked):
         console.print("not ranked:", style="bold")
