@@ -408,9 +408,10 @@ def leaderboard_cmd(
         int, typer.Option(min=0, help="Rows of the terminal table (0: every row); exports always hold every row.")
     ] = 100,  # harness.cli_output.DEFAULT_TOP (not imported here: rich stays out of the other commands' start)
 ) -> None:
-    """Print or export the leaderboard: one ranked row per team."""
-    from harness.ranking import export, leaderboard_and_stale, resolve_task
+    """Print or export the leaderboard: one ranked row per team.
 
+    The same request with nothing it reads changed is answered from its last output (harness.board_snapshot).
+    """
     if split not in ("public", "private"):
         raise typer.BadParameter("expected public or private", param_hint="--split")
     if selection not in (None, "best", "latest"):
@@ -438,6 +439,41 @@ def leaderboard_cmd(
         )
     if fmt == "parquet" and output is None:
         raise typer.BadParameter("parquet is a binary format: give --output FILE.parquet", param_hint="--format")
+    from harness import board_snapshot
+
+    options = {"task": task, "split": split, "selection": selection, "format": fmt, "wide": wide, "top": top,
+               "intervals": intervals}  # fmt: skip
+    request = None if similar or output is not None else board_snapshot.open_request(options, db=db, home=home)
+    if request is not None and request.replay():
+        return
+    with request.recording() if request is not None else contextlib.nullcontext() as recording:
+        read: list[Path] = []
+        spec = _print_leaderboard(task, fmt, output, db, home, split, selection, similar, intervals, wide, top, read)
+    if recording is not None:
+        from harness.store import resolve_db_url
+
+        files = board_snapshot.task_lookup_files(task) + read
+        recording.save(files, store_url=resolve_db_url(db, home), image_tag=spec.image_tag)
+
+
+def _print_leaderboard(
+    task: str,
+    fmt: str,
+    output: Path | None,
+    db: str | None,
+    home: Path | None,
+    split: str,
+    selection: str | None,
+    similar: bool,
+    intervals: bool,
+    wide: bool,
+    top: int,
+    read: list[Path],
+) -> Any:
+    """Compute, print or export a leaderboard (:func:`leaderboard_cmd`'s work); returns the spec; the files the
+    board was computed from are appended to ``read``."""
+    from harness.ranking import export, leaderboard_and_stale, resolve_task
+
     spec = resolve_task(task)
     df, stale = leaderboard_and_stale(  # the runs read once for the board and its stale warnings
         spec,
@@ -447,6 +483,7 @@ def leaderboard_cmd(
         selection=selection,  # type: ignore[arg-type]
         similar=similar,
         intervals=intervals,
+        read=read,
     )
     _print_stale_lines(stale)
     if fmt != "table":
@@ -455,10 +492,11 @@ def leaderboard_cmd(
             console.print(text, highlight=False, markup=False, soft_wrap=True)
         else:
             err_console.print(f"wrote {fmt} leaderboard of {spec.id} ({split}) to {output}")
-        return
+        return spec
     from harness.cli_output import print_leaderboard
 
     print_leaderboard(console, df, spec, split=split, wide=wide, top=top)
+    return spec
 
 
 @app.command("rescore")

@@ -325,12 +325,18 @@ def leaderboard_and_stale(
     selection: Selection | None = None,
     similar: bool = False,
     intervals: bool = False,
+    read: list[Path] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """:func:`leaderboard` and :func:`harness.provenance.stale_report` of its task's active test runs, from one
     read of the runs and one hashing of the task's inputs (what ``harness leaderboard`` prints).
 
+    Args:
+        read: when given, the files and folders the board was computed from are appended to it
+            (:func:`harness.board_snapshot.board_files`; not those ``similar`` reads); the other arguments and
+            the errors are :func:`leaderboard`'s.
+
     Returns:
-        ``(table, stale lines)``; the arguments and errors are :func:`leaderboard`'s.
+        ``(table, stale lines)``.
     """
     from harness.provenance import check_runs, stale_report
     from harness.store import resolve_db_url
@@ -355,7 +361,13 @@ def leaderboard_and_stale(
             from harness.similarity import find_similar, with_similar_column
 
             table = with_similar_column(table, find_similar(spec, runs, home=home, run_ids=table["run_id"]))
-        return table, stale_report(spec, store, runs=runs, stale=stale)
+        lines = stale_report(spec, store, runs=runs, stale=stale)
+        if read is not None:
+            from harness.board_snapshot import board_files
+
+            kept = intervals or (split == "public" and spec.leaderboard.public_rule == "ladder")
+            read += board_files(spec, runs, kept=kept)
+        return table, lines
     finally:
         if own:
             store.close()
