@@ -14,9 +14,10 @@ are logged again with the time of the replay) and what that output was computed 
   changes one of them);
 * every file and folder the board reads: the spec and the places a task id is looked up, the evaluator and the
   modules it imports, the references, the phase's input folder, and, with intervals or the Ladder, every run's
-  kept predictions, each by its size, inode, and modification and change times (a file that did not exist is
-  recorded as missing, so one that appears is noticed);
-* the task image's id in the Docker engine (the stale check compares it with each run's).
+  kept predictions, each by its size, inode, and modification and change times, and a symbolic link by its own
+  and its target's (a file that did not exist is recorded as missing, so one that appears is noticed);
+* the task image's id in the Docker engine (the stale check compares it with each run's), taken before the board
+  is computed and again when the snapshot is written.
 
 A snapshot is replayed only when every one of these is the same now. It is written only when it can be trusted:
 the store hashed the same before and after the board was computed, and no file it depends on changed within
@@ -24,6 +25,10 @@ the store hashed the same before and after the board was computed, and no file i
 unseen; git calls these entries "racy"). Other stores (PostgreSQL), ``--similar``, ``--output``, ``--verbose``
 and a ``DOCKER_HOST`` other than a local socket always take the full path. This module imports nothing beyond
 the standard library, so a replay costs the Python start, the CLI's imports and hashing the store file.
+
+A snapshot folder that is a link, another user's, or writable by group or others is neither read nor written (what
+it holds could be anyone's board); a snapshot that does not have the recorded shape is a miss; pruning deletes
+only files named like snapshots.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -80,6 +86,8 @@ class Request:
     def replay(self, stdout: TextIO | None = None, stderr: TextIO | None = None) -> bool:
         """Write the snapshot's output again and return True, when it exists and nothing it depends on changed;
         else write nothing and return False (the caller then computes the board)."""
+        if not _private(self.path.parent):  # another user could have written it: never replay what they wrote
+            return False
         try:
             snapshot = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -94,7 +102,10 @@ class Request:
         image = snapshot.get("image")
         if not isinstance(image, list) or len(image) != 2 or _image_id(str(image[0])) != image[1]:
             return False
-        _write_events(snapshot.get("events", []), stdout or sys.stdout, stderr or sys.stderr)
+        events = snapshot.get("events", [])
+        if not _valid_events(events):  # a damaged snapshot is a miss, never a crash halfway through its output
+            return False
+        _write_events(events, stdout or sys.stdout, stderr or sys.stderr)
         return True
 
     @contextlib.contextmanager
@@ -122,6 +133,13 @@ class Recording:
     started: float
     store_before: str
     events: list[list[str | int]] = field(default_factory=list)
+    image_before: tuple[str, str | None] | None = None
+
+    def note_image(self, image_tag: str) -> None:
+        """Remember the task image's id before the board's stale check reads it: :meth:`save` then keeps no
+        snapshot when the image was rebuilt or retagged while the board was computed (the board would say
+        "current" under the new id)."""
+        self.image_before = (image_tag, _image_id(image_tag))
 
     def save(self, files: Iterable[Path], *, store_url: str, image_tag: str) -> bool:
         """Write the snapshot (atomically, mode 0600) when it can be trusted (see the module docstring).
@@ -137,22 +155,28 @@ class Recording:
         if store_url != self.request.store_url or _store_digest(self.request.db_path) != self.store_before:
             return False
         stats = {str(path): _stat(path) for path in dict.fromkeys(Path(p) for p in files)}
-        newest = max((max(s[2], s[3]) / 1e9 for s in stats.values() if s is not None), default=0.0)
-        if newest > self.started - SETTLE_S:
+        if _newest(stats.values()) > self.started - SETTLE_S:
             return False  # changed just now: a second change within the timestamp granularity could go unseen
+        image_id = _image_id(image_tag)
+        if self.image_before is not None and self.image_before != (image_tag, image_id):
+            return False  # the image changed while the board was computed: its stale check saw the old one
         snapshot = {
             "format": _FORMAT,
             "store_url": store_url,
             "store": self.store_before,
             "files": stats,
-            "image": [image_tag, _image_id(image_tag)],
+            "image": [image_tag, image_id],
             "events": self.events,
         }
         path = self.request.path
         partial = path.with_suffix(f".{os.getpid()}.partial")
         try:
             path.parent.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            if not _private(path.parent):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()  # a killed earlier process's (or a planted link: never written through)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(snapshot, fh)
             os.replace(partial, path)
@@ -164,11 +188,28 @@ class Recording:
         return True
 
 
+def _is_snapshot_name(name: str) -> bool:
+    """Whether a file name is a snapshot's (``<64 hex digits>.json``): other files in the folder are not ours."""
+    stem, dot, suffix = name.partition(".")
+    return dot == "." and suffix == "json" and len(stem) == 64 and all(c in "0123456789abcdef" for c in stem)
+
+
+def _private(folder: Path) -> bool:
+    """Whether a snapshot folder is a real folder (not a link) of this user that nobody else can write to."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def _prune(folder: Path, *, keep: int) -> None:
     """Delete all but the ``keep`` most recently written snapshots of a folder (another terminal size or option
-    makes another snapshot; old ones are only ever a miss)."""
+    makes another snapshot; old ones are only ever a miss). Only snapshot names are touched: a judge's own
+    ``leaderboards/*.json`` exports beside the store stay."""
     try:
-        found = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        mine = [p for p in folder.glob("*.json") if _is_snapshot_name(p.name)]
+        found = sorted(mine, key=lambda p: p.stat().st_mtime_ns, reverse=True)
     except OSError:
         return
     for old in found[keep:]:
@@ -239,13 +280,30 @@ def _store_digest(db_path: Path) -> str:
     return digest.hexdigest()
 
 
-def _stat(path: Path) -> list[int] | None:
-    """``[size, inode, mtime_ns, ctime_ns]`` of a file or folder (links not followed), ``None`` when missing."""
+def _stat(path: Path) -> list[int | None] | None:
+    """``[size, inode, mtime_ns, ctime_ns]`` of a file or folder, ``None`` when missing (or not a valid path).
+
+    A symbolic link gives its own four and then its target's (``None`` for a dangling link): the board reads a
+    linked reference, ``task.yaml`` or input folder through the link, so the target's changes must be seen too.
+    """
     try:
         st = os.lstat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in a path (a damaged snapshot's)
         return None
-    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+    own: list[int | None] = [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+    if not stat.S_ISLNK(st.st_mode):
+        return own
+    try:
+        target = os.stat(path)
+    except OSError:
+        return [*own, None, None, None, None]
+    return [*own, target.st_size, target.st_ino, target.st_mtime_ns, target.st_ctime_ns]
+
+
+def _newest(stats: Iterable[list[int | None] | None]) -> float:
+    """The latest modification or change time (seconds) among :func:`_stat` results, 0 when there are none."""
+    times = [t for s in stats if s is not None for i, t in enumerate(s) if i % 4 >= 2 and t is not None]
+    return max(times, default=0) / 1e9
 
 
 def _sources_digest() -> str:
@@ -335,6 +393,25 @@ class _CaptureHandler(logging.Handler):
         if record.exc_info:
             message += "\n" + logging.Formatter().formatException(record.exc_info)
         self._events.append(["log", record.name, record.levelno, message])
+
+
+def _valid_events(events: Any) -> bool:
+    """Whether a snapshot's events are what :class:`_Tee` and :class:`_CaptureHandler` record: ``["out"|"err",
+    text]`` and ``["log", logger name, level, message]``."""
+    if not isinstance(events, list):
+        return False
+    for event in events:
+        if not isinstance(event, list) or not event:
+            return False
+        if event[0] in ("out", "err"):
+            ok = len(event) == 2 and isinstance(event[1], str)
+        elif event[0] == "log":
+            ok = len(event) == 4 and isinstance(event[1], str) and type(event[2]) is int and isinstance(event[3], str)
+        else:
+            ok = False
+        if not ok:
+            return False
+    return True
 
 
 def _write_events(events: list[Any], stdout: TextIO, stderr: TextIO) -> None:

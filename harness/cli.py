@@ -448,7 +448,10 @@ def leaderboard_cmd(
         return
     with request.recording() if request is not None else contextlib.nullcontext() as recording:
         read: list[Path] = []
-        spec = _print_leaderboard(task, fmt, output, db, home, split, selection, similar, intervals, wide, top, read)
+        noted = (lambda spec: recording.note_image(spec.image_tag)) if recording is not None else None
+        spec = _print_leaderboard(
+            task, fmt, output, db, home, split, selection, similar, intervals, wide, top, read, on_spec=noted
+        )
     if recording is not None:
         from harness.store import resolve_db_url
 
@@ -469,12 +472,16 @@ def _print_leaderboard(
     wide: bool,
     top: int,
     read: list[Path],
+    on_spec: Callable[[Any], None] | None = None,
 ) -> Any:
     """Compute, print or export a leaderboard (:func:`leaderboard_cmd`'s work); returns the spec; the files the
-    board was computed from are appended to ``read``."""
+    board was computed from are appended to ``read``; ``on_spec`` is called with the spec before the board is
+    computed (the snapshot notes the task image's id then)."""
     from harness.ranking import export, leaderboard_and_stale, resolve_task
 
     spec = resolve_task(task)
+    if on_spec is not None:
+        on_spec(spec)
     df, stale = leaderboard_and_stale(  # the runs read once for the board and its stale warnings
         spec,
         db_url=db,
