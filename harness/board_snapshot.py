@@ -14,7 +14,8 @@ are logged again with the time of the replay) and what that output was computed 
   changes one of them);
 * every file and folder the board reads: the spec and the places a task id is looked up, the evaluator and the
   modules it imports, the references, the phase's input folder, and, with intervals or the Ladder, every run's
-  kept predictions, each by its size, inode, and modification and change times, and a symbolic link by its own
+  kept predictions and every file below the task and data folders (the evaluator runs then, and may read any of
+  them), each by its size, inode, and modification and change times, and a symbolic link by its own
   and its target's (a file that did not exist is recorded as missing, so one that appears is noticed);
 * the task image's id in the Docker engine (the stale check compares it with each run's), taken before the board
   is computed and again when the snapshot is written.
@@ -444,7 +445,8 @@ def board_files(spec: Any, runs: Iterable[Any], *, kept: bool) -> list[Path]:
     Args:
         spec: the :class:`~harness.spec.TaskSpec`.
         runs: the active runs the board ranks (:class:`~harness.store.ScoredRun`; their ``artifacts_dir``).
-        kept: whether the board read the runs' kept predictions (intervals, the Ladder).
+        kept: whether the board read the runs' kept predictions and ran the evaluator (intervals, the Ladder):
+            then every file below the task folder and the data folder is listed too.
     """
     from harness.provenance import evaluator_files
     from harness.scoring.kept import kept_predictions_path
@@ -462,6 +464,8 @@ def board_files(spec: Any, runs: Iterable[Any], *, kept: bool) -> list[Path]:
             files.append(folder)
             if folder.is_dir():
                 files += sorted(folder.rglob("*"))
-    if kept:
+    if kept:  # the board runs the evaluator, which may read any file of its task (row weights beside the reference)
+        for root in dict.fromkeys([spec.task_dir, spec.data_root]):
+            files += sorted(root.rglob("*")) if root.is_dir() else []
         files += [kept_predictions_path(spec, run.artifacts_dir) for run in runs if run.artifacts_dir]
     return files

@@ -185,3 +185,21 @@ def test_an_image_retagged_while_the_board_is_computed_saves_no_snapshot(linked:
         assert recording.save([task], store_url=request.store_url, image_tag=tag)  # unchanged: kept
     finally:
         _docker("rmi", tag)  # removes the tag only: the image keeps its other names
+
+
+def test_with_intervals_any_task_file_edited_in_place_computes_the_board_again(
+    linked: tuple[Path, Path, Path],
+) -> None:
+    """Intervals run the evaluator, which may read a file beside the reference (row weights, a lookup table):
+    editing it in place changes no folder's time, yet the intervals of a fresh board change."""
+    task, home, _ = linked
+    weights = task / "data" / "hidden" / "weights.txt"
+    weights.write_text("1\n")
+    time.sleep(0.05)
+    args = ["leaderboard", str(task), "--home", str(home)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    written = _snapshots(home)[0].stat().st_mtime_ns
+    time.sleep(0.05)
+    weights.write_text("3\n")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert _snapshots(home)[0].stat().st_mtime_ns != written  # computed again, not replayed
