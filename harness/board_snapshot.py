@@ -9,7 +9,8 @@ are logged again with the time of the replay) and what that output was computed 
 
 * the request: the command's options, the working folder, the environment variables that can change the
   answer or its layout (``HARNESS_*``, ``DOCKER_*``, terminal, locale), whether each standard stream is a
-  terminal and its size, the harness version and the modification times of the harness's own sources;
+  terminal and its size, the harness version and the modification times of the harness's own sources, the
+  import path and the times of its ``site-packages`` folders (a library installed, upgraded or removed);
 * the store: the sha256 of the SQLite file and its write-ahead log (a read changes neither; any committed write
   changes one of them);
 * every file and folder the board reads: the spec and the places a task id is looked up, the evaluator and the
@@ -246,6 +247,8 @@ def open_request(
         "env": {k: v for k, v in sorted(env.items()) if k in _ENV_NAMES or k.upper().startswith(_ENV_PREFIXES)},
         "streams": [_terminal(stream) for stream in (sys.stdin, sys.stdout, sys.stderr)],
         "python": sys.version,
+        "import_path": sys.path,  # PYTHONPATH, another venv: other libraries (rich lays the table out)
+        "installed": [_stat(Path(p)) for p in sys.path if Path(p).name in ("site-packages", "dist-packages")],
         "harness": _sources_digest(),
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()

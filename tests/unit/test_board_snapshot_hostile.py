@@ -203,3 +203,12 @@ def test_with_intervals_any_task_file_edited_in_place_computes_the_board_again(
     weights.write_text("3\n")
     assert CliRunner().invoke(app, args).exit_code == 0
     assert _snapshots(home)[0].stat().st_mtime_ns != written  # computed again, not replayed
+
+
+def test_another_import_path_is_another_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYTHONPATH or another venv gives other libraries (rich draws the table, the evaluator imports its own):
+    a snapshot made under one is never replayed under the other."""
+    before = board_snapshot.open_request({"task": "t"}, db=None, home=tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "shared-metrics"))
+    after = board_snapshot.open_request({"task": "t"}, db=None, home=tmp_path)
+    assert before is not None and after is not None and before.key != after.key
