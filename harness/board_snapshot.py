@@ -442,7 +442,7 @@ def task_lookup_files(task: str, environ: Mapping[str, str] | None = None) -> li
     return [path.absolute() for path in files]
 
 
-def board_files(spec: Any, runs: Iterable[Any], *, kept: bool) -> list[Path]:
+def board_files(spec: Any, runs: Iterable[Any], *, kept: bool, store_dir: Path | None = None) -> list[Path]:
     """The files and folders a task's board is computed from (see the module docstring), missing ones included.
 
     Args:
@@ -450,6 +450,8 @@ def board_files(spec: Any, runs: Iterable[Any], *, kept: bool) -> list[Path]:
         runs: the active runs the board ranks (:class:`~harness.store.ScoredRun`; their ``artifacts_dir``).
         kept: whether the board read the runs' kept predictions and ran the evaluator (intervals, the Ladder):
             then every file below the task folder and the data folder is listed too.
+        store_dir: the SQLite store's folder (a harness home), left out of those when it lies below them: the
+            store is hashed instead, and its sidecar files and snapshots change on every read.
     """
     from harness.provenance import evaluator_files
     from harness.scoring.kept import kept_predictions_path
@@ -468,7 +470,9 @@ def board_files(spec: Any, runs: Iterable[Any], *, kept: bool) -> list[Path]:
             if folder.is_dir():
                 files += sorted(folder.rglob("*"))
     if kept:  # the board runs the evaluator, which may read any file of its task (row weights beside the reference)
+        skip = store_dir.resolve() if store_dir is not None else None
         for root in dict.fromkeys([spec.task_dir, spec.data_root]):
-            files += sorted(root.rglob("*")) if root.is_dir() else []
+            found = sorted(root.rglob("*")) if root.is_dir() else []
+            files += [f for f in found if skip is None or not (f == skip or skip in f.parents)]
         files += [kept_predictions_path(spec, run.artifacts_dir) for run in runs if run.artifacts_dir]
     return files

@@ -212,3 +212,24 @@ def test_another_import_path_is_another_request(tmp_path: Path, monkeypatch: pyt
     monkeypatch.syspath_prepend(str(tmp_path / "shared-metrics"))
     after = board_snapshot.open_request({"task": "t"}, db=None, home=tmp_path)
     assert before is not None and after is not None and before.key != after.key
+
+
+def test_with_intervals_a_home_inside_the_task_folder_is_still_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A judge working in the task folder has its default home (.harness) there: the store's sidecar files and the
+    snapshots themselves change on every call, and must not make every request a miss."""
+    monkeypatch.setattr(board_snapshot, "SETTLE_S", 0.0)
+    task = write_toy_task(tmp_path / "task")
+    home = task / ".harness"
+    home.mkdir()
+    for index in range(2):
+        _add_current_team(home, task, index, index / 10)
+    time.sleep(0.05)
+    args = ["leaderboard", str(task), "--home", str(home)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    written = _snapshots(home)[0].stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)
+    assert again.output == first.output
+    assert _snapshots(home)[0].stat().st_mtime_ns == written  # replayed
