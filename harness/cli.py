@@ -448,9 +448,8 @@ def leaderboard_cmd(
         return
     with request.recording() if request is not None else contextlib.nullcontext() as recording:
         read: list[Path] = []
-        noted = (lambda spec: recording.note_image(spec.image_tag)) if recording is not None else None
         spec = _print_leaderboard(
-            task, fmt, output, db, home, split, selection, similar, intervals, wide, top, read, on_spec=noted
+            task, fmt, output, db, home, split, selection, similar, intervals, wide, top, read, recording
         )
     if recording is not None:
         from harness.store import resolve_db_url
@@ -472,16 +471,15 @@ def _print_leaderboard(
     wide: bool,
     top: int,
     read: list[Path],
-    on_spec: Callable[[Any], None] | None = None,
+    recording: Any = None,
 ) -> Any:
     """Compute, print or export a leaderboard (:func:`leaderboard_cmd`'s work); returns the spec; the files the
-    board was computed from are appended to ``read``; ``on_spec`` is called with the spec before the board is
-    computed (the snapshot notes the task image's id then)."""
+    board was computed from are appended to ``read``; a snapshot's ``recording`` notes the image's id first."""
     from harness.ranking import export, leaderboard_and_stale, resolve_task
 
     spec = resolve_task(task)
-    if on_spec is not None:
-        on_spec(spec)
+    if recording is not None:
+        recording.note_image(spec.image_tag)
     df, stale = leaderboard_and_stale(  # the runs read once for the board and its stale warnings
         spec,
         db_url=db,
