@@ -448,60 +448,18 @@ def leaderboard_cmd(
         return
     with request.recording() if request is not None else contextlib.nullcontext() as recording:
         read: list[Path] = []
-        spec = _print_leaderboard(
-            task, fmt, output, db, home, split, selection, similar, intervals, wide, top, read, recording
-        )
+        from harness.cli_output import compute_leaderboard
+
+        spec = compute_leaderboard(
+            console, err_console, _print_stale_lines, task=task, fmt=fmt, output=output, db=db, home=home,
+            split=split, selection=selection, similar=similar, intervals=intervals, wide=wide, top=top, read=read,
+            recording=recording,
+        )  # fmt: skip
     if recording is not None:
         from harness.store import resolve_db_url
 
         files = board_snapshot.task_lookup_files(task) + read
         recording.save(files, store_url=resolve_db_url(db, home), image_tag=spec.image_tag)
-
-
-def _print_leaderboard(
-    task: str,
-    fmt: str,
-    output: Path | None,
-    db: str | None,
-    home: Path | None,
-    split: str,
-    selection: str | None,
-    similar: bool,
-    intervals: bool,
-    wide: bool,
-    top: int,
-    read: list[Path],
-    recording: Any = None,
-) -> Any:
-    """Compute, print or export a leaderboard (:func:`leaderboard_cmd`'s work); returns the spec; the files the
-    board was computed from are appended to ``read``; a snapshot's ``recording`` notes the image's id first."""
-    from harness.ranking import export, leaderboard_and_stale, resolve_task
-
-    spec = resolve_task(task)
-    if recording is not None:
-        recording.note_image(spec.image_tag)
-    df, stale = leaderboard_and_stale(  # the runs read once for the board and its stale warnings
-        spec,
-        db_url=db,
-        home=home,
-        split=split,
-        selection=selection,  # type: ignore[arg-type]
-        similar=similar,
-        intervals=intervals,
-        read=read,
-    )
-    _print_stale_lines(stale)
-    if fmt != "table":
-        text = export(df, spec.metrics, fmt, output)
-        if text is not None:
-            console.print(text, highlight=False, markup=False, soft_wrap=True)
-        else:
-            err_console.print(f"wrote {fmt} leaderboard of {spec.id} ({split}) to {output}")
-        return spec
-    from harness.cli_output import print_leaderboard
-
-    print_leaderboard(console, df, spec, split=split, wide=wide, top=top)
-    return spec
 
 
 @app.command("rescore")

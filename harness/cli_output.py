@@ -6,6 +6,8 @@ about commands. Team text is made visible (:func:`harness.text.visible`) before 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.cells import cell_len
@@ -15,7 +17,7 @@ from rich.table import Table
 
 from harness.text import visible
 
-__all__ = ["DEFAULT_TOP", "print_leaderboard"]
+__all__ = ["DEFAULT_TOP", "compute_leaderboard", "print_leaderboard"]
 
 
 def _minimum_width(table: Table, cells: list[list[str]]) -> int | None:
@@ -138,3 +140,60 @@ def print_leaderboard(
         for _, row in shown[shown["similar_to"].fillna("").astype(str).str.len().gt(0)].iterrows():
             said = visible(f"  {row['team']}: similar to {row['similar_to']}", keep="")
             console.print(said, highlight=False, markup=False)
+
+
+def compute_leaderboard(
+    console: Console,
+    err_console: Console,
+    print_stale: Callable[[list[str]], None],
+    *,
+    task: str,
+    fmt: str,
+    output: Path | None,
+    db: str | None,
+    home: Path | None,
+    split: str,
+    selection: str | None,
+    similar: bool,
+    intervals: bool,
+    wide: bool,
+    top: int,
+    read: list[Path],
+    recording: Any = None,
+) -> Any:
+    """Compute, print or export a leaderboard (``harness leaderboard``'s work, its options as the command takes
+    them): stale lines through ``print_stale``, the table or a text export on ``console``, a file export's note on
+    ``err_console``. The files the board was computed from are appended to ``read``; a snapshot's ``recording``
+    (:class:`harness.board_snapshot.Recording`) notes the image's id first.
+
+    Returns:
+        The task's :class:`~harness.spec.TaskSpec`.
+
+    Raises:
+        SpecError, HarnessError: as :func:`harness.ranking.leaderboard_and_stale`.
+    """
+    from harness.ranking import export, leaderboard_and_stale, resolve_task
+
+    spec = resolve_task(task)
+    if recording is not None:
+        recording.note_image(spec.image_tag)
+    df, stale = leaderboard_and_stale(  # the runs read once for the board and its stale warnings
+        spec,
+        db_url=db,
+        home=home,
+        split=split,
+        selection=selection,  # type: ignore[arg-type]
+        similar=similar,
+        intervals=intervals,
+        read=read,
+    )
+    print_stale(stale)
+    if fmt != "table":
+        text = export(df, spec.metrics, fmt, output)
+        if text is not None:
+            console.print(text, highlight=False, markup=False, soft_wrap=True)
+        else:
+            err_console.print(f"wrote {fmt} leaderboard of {spec.id} ({split}) to {output}")
+        return spec
+    print_leaderboard(console, df, spec, split=split, wide=wide, top=top)
+    return spec
