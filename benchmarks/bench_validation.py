@@ -15,9 +15,9 @@ Shapes (the minimal fixture task: an ``id`` string column and a ``y`` float colu
   columns is above the harness's cap of 100,000 columns: that file is refused from its header, and says so.
 * rows: ``id,y`` rows, each padded with a ``note`` column so the file holds about ``--mb`` MB (10 rows: fields
   of about 1 MB each); 1,000,000 and 5,000,000 rows are larger (about 13 and 66 MB), without padding.
-* ids shuffled: 1,000,000 rows written in a random order, so every id is looked up (the other files list the
-  ids in the reference's order, as a team writing ``test.csv``'s rows does, which validation compares in one
-  pass).
+* ids shuffled: 1,000,000 rows written in a random order, so the ids are compared as a set (one sort of their
+  64-bit keys, ``ExpectedIds.same_set``; the other files list the ids in the reference's order, as a team writing
+  ``test.csv``'s rows does, which validation compares in one pass).
 
 The expected ids are prepared once per file (``ExpectedIds``, as ``load_phase_reference`` does once per phase for
 rescoring, intervals and similarity) before the timed calls; the time of that preparation is printed apart.

@@ -452,13 +452,14 @@ def _keep_bom(data: bytes, start: int) -> tuple[bytes, int]:
 
 
 def _same_ids(raw: pd.Series, expected: ExpectedIds | None) -> bool:
-    """True when the file's ids are exactly the expected ids, as text, in the same order (one native comparison
-    of the Arrow buffers, no hashing: the common case of predictions written in the order of the rows to
-    predict)."""
+    """True when the file's ids are exactly the expected ids, as text, each once: in the same order (one native
+    comparison of the Arrow buffers, no hashing: the common case of predictions written in the order of the rows
+    to predict), or in another order when the expected ids have one length in bytes (one sort of 64-bit keys,
+    :meth:`ExpectedIds.same_set`). False tells the caller to match the ids one by one and say what differs."""
     if expected is None or len(raw) != len(expected):
         return False
     text = _arrow_text(raw)
-    return text is not None and expected.same(text)
+    return text is not None and (expected.same(text) or expected.same_set(text))
 
 
 def _arrow_text(raw: pd.Series) -> Any:
@@ -529,7 +530,7 @@ def _parse_ids(spec: TaskSpec, raw: pd.Series, expected: ExpectedIds | None, nam
             f"{id_col!r}; first at line {int(np.argmax(empty)) + 2}"
         )
     if dtype == "string" and not empty.any() and _same_ids(raw, expected):
-        return raw, problems  # every expected id once, in reference order: nothing to hash
+        return raw, problems  # every expected id once, in any order: nothing to look up one by one
     ids: pd.Series = raw
     skip = empty.copy()  # rows whose id is unusable: left out of the duplicate and id-set checks
     if dtype == "int":

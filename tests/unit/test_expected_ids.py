@@ -1,8 +1,10 @@
-"""ExpectedIds: a reference's ids prepared once, and the two ways validation matches a file's ids with them.
+"""ExpectedIds: a reference's ids prepared once, and the three ways validation matches a file's ids with them.
 
-Ids of one byte length are looked up in a 64-bit key table; any others (mixed lengths, over 256 bytes, duplicates
-in the expected ids) are hashed as strings with ``pandas.factorize``. Every case here is validated both ways (the
-hashing way by an ExpectedIds whose key table is switched off) and must give the same outcome, word for word.
+Ids of one byte length are first checked as a set (``same_set``: the file's sorted 64-bit keys against the
+expected ones); when that does not hold they are looked up one by one in a 64-bit key table; any others (mixed
+lengths, over 256 bytes, duplicates in the expected ids) are hashed as strings with ``pandas.factorize``. Every case
+here is validated all three ways (the lookup way by an ExpectedIds whose set check is switched off, the hashing way
+by one whose key table is switched off too) and must give the same outcome, word for word.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -22,7 +25,14 @@ from harness.spec import TaskSpec, load_spec
 FIXTURE_TASK = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "minimal"
 
 
-class HashingIds(ExpectedIds):
+class LookupIds(ExpectedIds):
+    """The same ids, each file id looked up in the key table: as if the set check never held."""
+
+    def same_set(self, file_ids: object) -> bool:
+        return False
+
+
+class HashingIds(LookupIds):
     """The same ids, matched the general way: as if they had no key table (as ids of mixed lengths have none)."""
 
     def positions(self, file_ids: object) -> None:
@@ -42,18 +52,20 @@ def outcome(spec: TaskSpec, path: Path, expected: ExpectedIds) -> tuple[str, lis
 
 
 def both_ways(spec: TaskSpec, tmp_path: Path, expected: list[str], file_ids: list[str]) -> tuple[str, list[str]]:
-    """Validate a file of ``file_ids`` against ``expected`` through the key table and by hashing; assert the same
-    outcome and return it (``("valid", [])`` for a valid file)."""
+    """Validate a file of ``file_ids`` against ``expected`` through the set check, the key table and by hashing;
+    assert the same outcome and return it (``("valid", [])`` for a valid file)."""
     path = tmp_path / "predictions.csv"
     path.write_text("id,y\n" + "".join(f"{i},{n}.5\n" for n, i in enumerate(file_ids)), encoding="utf-8")
     fast = outcome(spec, path, ExpectedIds(expected))
+    lookup = outcome(spec, path, LookupIds(expected))
     slow = outcome(spec, path, HashingIds(expected))
     if isinstance(fast, pd.DataFrame):
-        assert isinstance(slow, pd.DataFrame)
+        assert isinstance(lookup, pd.DataFrame) and isinstance(slow, pd.DataFrame)
+        pd.testing.assert_frame_equal(fast, lookup)
         pd.testing.assert_frame_equal(fast, slow)
         assert list(fast["id"]) == file_ids
         return "valid", []
-    assert fast == slow
+    assert fast == lookup == slow
     return fast
 
 
@@ -139,3 +151,55 @@ def test_expected_ids_are_a_copy_and_compare_in_order_only(spec: TaskSpec, tmp_p
     path = tmp_path / "predictions.csv"
     path.write_text("id,y\n" + "".join(f"{i},1\n" for i in IDS[:100]), encoding="utf-8")
     assert list(validate_predictions(spec, path, expected_ids=expected)["id"]) == IDS[:100]
+
+
+def _mixed_key(words: list[int]) -> int:
+    """The key ``_key`` gives an id of 8-byte words ``words`` (in the machine's byte order), in Python integers."""
+    key = words[0]
+    for word in words[1:]:
+        key = key * 0x9E3779B97F4A7C15 % 2**64
+        key = (key ^ (key >> 29)) + word
+        key %= 2**64
+    return key
+
+
+@pytest.mark.parametrize("expected", [IDS, UUIDS, UNICODE], ids=["8-byte", "uuid", "unicode"])
+def test_same_set_holds_for_exactly_the_expected_ids_in_any_order(expected: list[str]) -> None:
+    ids = ExpectedIds(expected)
+    shuffled = random.Random(5).sample(expected, len(expected))
+    assert ids.same_set(pa.array(shuffled))
+    assert ids.same_set(pa.array(shuffled, type=pa.large_string()))
+    assert ids.same_set(
+        pa.chunked_array([pa.array(shuffled[:700]), pa.array([], pa.string()), pa.array(shuffled[700:])])
+    )
+    assert ids.same_set(pa.array(["pad", *shuffled]).slice(1))  # an array with an offset into its buffers
+    assert not ids.same_set(pa.array([*shuffled[:-1], shuffled[0]]))  # one id twice, one missing: same count
+    assert not ids.same_set(pa.array(shuffled[:-1]))
+    assert not ids.same_set(pa.array([*shuffled[:-1], "x" + shuffled[-1][1:]]))  # an unexpected id, same length
+    assert not ids.same_set(pa.array([shuffled[0] + "z", shuffled[1][:-1], *shuffled[2:]]))  # same total bytes
+    assert not ids.same_set(pa.array([*shuffled[:-1], ""]))
+
+
+def test_same_set_compares_the_bytes_of_ids_whose_mixed_keys_collide() -> None:
+    expected = [f"id-{i:013d}" for i in range(100)]  # 16 bytes: a key mixes two words
+    first = np.frombuffer(expected[0].encode(), dtype=np.uint64).tolist()
+    other = first[0] ^ 0xFF  # another first word, and the second word that gives the same key
+    second = (_mixed_key([first[0], first[1]]) - _mixed_key([other, 0])) % 2**64
+    assert _mixed_key([other, second]) == _mixed_key(first)
+    forged = np.array([other, second], dtype=np.uint64).tobytes()
+    assert forged != expected[0].encode()
+    data = forged + "".join(expected[1:]).encode()
+    offsets = np.arange(0, 16 * 101, 16, dtype=np.int64)
+    file_ids = pa.LargeStringArray.from_buffers(100, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
+    ids = ExpectedIds(expected)
+    assert not ids.same_set(file_ids)  # the keys are the expected ones, sorted; the first id's bytes are not
+    assert ids.positions(file_ids).tolist() == [-1, *range(1, 100)]
+    assert ids.same_set(pa.array(expected[::-1]))
+
+
+def test_same_set_needs_ids_of_one_length_and_one_key_each() -> None:
+    mixed = [str(i) for i in range(1500)]
+    assert not ExpectedIds(mixed).same_set(pa.array(mixed))  # no key table: the caller hashes
+    assert not ExpectedIds([*IDS[:10], IDS[0]]).same_set(pa.array([*IDS[:10], IDS[0]]))  # duplicate expected ids
+    assert not ExpectedIds([1, 2, 3]).same_set(pa.array(["1", "2", "3"]))
+    assert not ExpectedIds([]).same_set(pa.array([], pa.string()))
