@@ -4,7 +4,9 @@ Prints a markdown table: for each shape, the file's size and the time per MB of 
 harness: bounded read, encoding sniff, header, row widths, the spec's columns parsed and checked, every id
 checked against the expected ids), side by side in the same run with two bare baselines on the same file: reading
 its bytes, and a plain ``pandas.read_csv(path, dtype=str)`` of every column (what validation did before). Each
-time is taken over ``--runs`` runs (the plain pandas read runs once: on wide files it takes tens of seconds).
+time is taken over ``--runs`` rounds, a round timing every shape once in turn, so that load from elsewhere on a
+shared machine falls on every shape alike (the plain pandas read runs once: on wide files it takes tens of
+seconds).
 Measured, not asserted; the target is a per-MB validation time flat within a factor of 3 over all shapes. The
 fastest of the runs is the cost of the work itself (other processes only ever add to it); the median is printed
 beside it, since the machine these numbers come from is shared.
@@ -114,25 +116,33 @@ def main() -> None:
     prepares: list[tuple[str, int, float]] = []
     started_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
+        ready = []  # every file made and its expected ids prepared first, then timed round by round (below)
         for label, make in shapes:
             path = Path(tmp) / label.replace(" ", "_").replace(",", "") / "predictions.csv"
             path.parent.mkdir()
             reference_ids = pd.Series(make(path), dtype=object)  # as load_reference returns them
-            size = path.stat().st_size / MB
             prepared = time.perf_counter()
-            ids = ExpectedIds(reference_ids)
-            check = validate(spec, path, ids)
+            check = validate(spec, path, ExpectedIds(reference_ids))
             outcome = check()  # warm-up: page cache, and the expected ids' Arrow text and key table; the outcome
-            prepare = time.perf_counter() - prepared
-            seconds, median = timed(check, args.runs)
-            read = timed(path.read_bytes, args.runs)[0]
+            prepares.append((label, len(reference_ids), time.perf_counter() - prepared))
+            ready.append((label, path, check, outcome))
+        # Round-robin: each round times every shape once, so a burst of load on this shared machine slows one
+        # round of every shape rather than all the runs of one shape (the ratios are what is compared).
+        times: dict[str, list[float]] = {label: [] for label, *_ in ready}
+        reads: dict[str, list[float]] = {label: [] for label, *_ in ready}
+        for _ in range(args.runs):
+            for label, path, check, _outcome in ready:
+                times[label].append(timed(check, 1)[0])
+                reads[label].append(timed(path.read_bytes, 1)[0])
+        for label, path, _check, outcome in ready:
             plain = timed(lambda path=path: pd.read_csv(path, dtype=str, keep_default_na=False), 1)[0]
-            table.append((label, size, seconds, median, read, plain, outcome))
-            prepares.append((label, len(reference_ids), prepare))
-            path.unlink()
+            size = path.stat().st_size / MB
+            seconds, median = min(times[label]), statistics.median(times[label])
+            table.append((label, size, seconds, median, min(reads[label]), plain, outcome))
     before = os.getloadavg()[0]
     print(
-        f"Fastest and median of {args.runs} runs (plain pandas: 1 run); per MB = seconds / file size in MiB. "
+        f"Fastest and median of {args.runs} rounds, each timing every shape once (plain pandas: 1 run); "
+        "per MB = seconds / file size in MiB. "
         f"Load average (1 min) {started_load:.2f} at the start, {before:.2f} at the end, on {os.cpu_count()} CPUs.\n"
     )
     print(
