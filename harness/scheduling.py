@@ -46,16 +46,33 @@ __all__ = ["BatchSummary", "Hooks", "default_workers", "evaluate_many", "plan_ba
 log = logging.getLogger(__name__)
 
 
+#: Optional packages jsonschema imports only to check ``format`` keywords; nbformat's notebook schemas use none.
+_FORMAT_CHECKER_MODULES = (
+    "rfc3987_syntax",
+    "rfc3987",
+    "rfc3986_validator",
+    "rfc3339_validator",
+    "isoduration",
+    "uri_template",
+    "webcolors",
+    "jsonpointer",
+    "fqdn",
+)
+
+
 def _without_iri_grammar() -> None:
-    """Keep jsonschema (imported by nbformat to validate notebooks) from building its optional IRI grammar.
+    """Keep jsonschema (imported by nbformat to validate notebooks) from importing its optional format checkers.
 
     With ``rfc3987_syntax`` installed, importing jsonschema compiles a Lark grammar for the ``iri`` string format:
-    about 1.7 s of CPU in every coordinator, more than opening a hundred notebooks. The notebook schema uses no
-    such format, so the coordinator marks the module as absent (jsonschema then skips that one format checker)
-    unless something imported it already.
+    about 1.7 s of CPU in every coordinator, more than opening a hundred notebooks; the other checkers' packages
+    (RFC 3986's regular expressions, isoduration and arrow, ...) cost another ~0.08 s. The notebook schemas use
+    no ``format`` keyword and nbformat passes no format checker, so the coordinator marks these modules as absent
+    (jsonschema then skips those checkers) unless something imported jsonschema already. Nothing else in the
+    coordinator imports them.
     """
     if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+        for name in _FORMAT_CHECKER_MODULES:
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

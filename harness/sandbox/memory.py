@@ -8,6 +8,7 @@ cgroup layout).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,7 +89,7 @@ class MemorySampler:
         while not self._stop.is_set():
             if path is not None:
                 try:
-                    self._record(int(path.read_text().strip() or 0))
+                    self._record(_read_int(path))
                 except (OSError, ValueError):  # the cgroup is gone: the container ended
                     return
                 self._stop.wait(self._fast_interval_s)
@@ -101,3 +102,19 @@ class MemorySampler:
             if memory:
                 self._record(max(int(memory.get(key) or 0) for key in ("max_usage", "peak", "usage")))
             self._stop.wait(self._interval_s)
+
+
+def _read_int(path: Path) -> int:
+    """The integer in a cgroup file (``0`` when empty), read with plain system calls: the sampler reads it every
+    50 ms for each running container, and ``Path.read_text`` (a text wrapper, a decoder) cost several times more.
+
+    Raises:
+        OSError: the file cannot be opened or read (the cgroup is gone).
+        ValueError: it does not hold an integer.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 64)
+    finally:
+        os.close(fd)
+    return int(data.strip() or 0)
