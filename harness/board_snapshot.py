@@ -473,6 +473,11 @@ def board_files(spec: Any, runs: Iterable[Any], *, kept: bool, store_dir: Path |
         skip = store_dir.resolve() if store_dir is not None else None
         for root in dict.fromkeys([spec.task_dir, spec.data_root]):
             found = sorted(root.rglob("*")) if root.is_dir() else []
-            files += [f for f in found if skip is None or not (f == skip or skip in f.parents)]
+            files += [
+                f
+                for f in found
+                if "__pycache__" not in f.parts  # Python's own bytecode: importing the evaluator writes it
+                and (skip is None or not (f == skip or skip in f.parents))
+            ]
         files += [kept_predictions_path(spec, run.artifacts_dir) for run in runs if run.artifacts_dir]
     return files

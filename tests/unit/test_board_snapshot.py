@@ -185,3 +185,13 @@ def test_a_replay_imports_no_pandas_and_logs_its_warnings_again(tmp_path: Path) 
     warning = "WARNING harness.ranking_intervals: no intervals for task"
     assert warning in first.stderr and warning in second.stderr
     assert len(list((home / "leaderboards").glob("*.json"))) == 1
+
+
+def test_bytecode_written_by_importing_the_evaluator_is_not_a_dependency(board: tuple[Path, Path]) -> None:
+    """Intervals import the evaluator, which writes ``__pycache__`` into the task folder: not a change of the task."""
+    task, _home = board
+    cache = task / "__pycache__"
+    cache.mkdir()
+    (cache / "evaluator.cpython-311.pyc").write_bytes(b"\0")
+    files = board_snapshot.board_files(load_spec(task), [], kept=True)
+    assert task / "evaluator.py" in files and not any("__pycache__" in f.parts for f in files)
