@@ -72,3 +72,29 @@ def write_predictions(folder: Path, text: str | bytes, name: str = "predictions.
 def perfect_predictions(reference: pd.DataFrame = TEST_REFERENCE) -> str:
     """CSV text predicting every reference row exactly."""
     return reference[["id", "y"]].to_csv(index=False)
+
+
+def add_scored_team(home: Path, task: Path, index: int, mae: float, *, current: bool = False) -> None:
+    """Register and finish one succeeded test run of team ``team-<index>`` (public ``mae``, ``within_1`` 1.0) in
+    the SQLite store of ``home``; ``current``: record the task's inputs as they are now (the run is not stale)."""
+    from harness.provenance import task_inputs
+    from harness.record import RunRecord
+    from harness.status import Status
+    from harness.store import Store
+
+    spec = load_spec(task)
+    store = Store(f"sqlite:///{home / 'results.sqlite'}")
+    try:
+        store.ensure_task(spec.id, spec.title, spec.spec_hash)
+        team = f"team-{index:02d}"
+        sub_id, _ = store.register_submission(spec.id, team, f"{index:064x}", source=team, kind="script", entry="m.py")
+        run_id = store.start_run(sub_id, "test")
+        inputs = {**task_inputs(spec, "test"), "image_id": "", "predictions": ""} if current else None
+        record = RunRecord(
+            task_id=spec.id, phase="test", team=team, content_hash=f"{index:064x}", kind="script",
+            status=Status.SUCCEEDED, scores={"public": {"mae": mae, "within_1": 1.0}},
+            provenance={"inputs": inputs} if inputs else {},
+        )  # fmt: skip
+        store.finish_run(run_id, record)
+    finally:
+        store.close()

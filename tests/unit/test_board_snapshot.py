@@ -10,35 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from spec_fixtures import write_toy_task
+from spec_fixtures import add_scored_team, write_toy_task
 from typer.testing import CliRunner
 
 from harness import board_snapshot
 from harness.cli import app
-from harness.record import RunRecord
 from harness.spec import load_spec
-from harness.status import Status
-from harness.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _add_team(home: Path, task: Path, index: int, mae: float) -> None:
-    """Register and finish one succeeded run of team ``team-<index>`` with public ``mae``."""
-    spec = load_spec(task)
-    store = Store(f"sqlite:///{home / 'results.sqlite'}")
-    try:
-        store.ensure_task(spec.id, spec.title, spec.spec_hash)
-        team = f"team-{index:02d}"
-        sub_id, _ = store.register_submission(spec.id, team, f"{index:064x}", source=team, kind="script", entry="m.py")
-        run_id = store.start_run(sub_id, "test")
-        record = RunRecord(
-            task_id=spec.id, phase="test", team=team, content_hash=f"{index:064x}", kind="script",
-            status=Status.SUCCEEDED, scores={"public": {"mae": mae, "within_1": 1.0}},
-        )  # fmt: skip
-        store.finish_run(run_id, record)
-    finally:
-        store.close()
 
 
 @pytest.fixture
@@ -49,7 +28,7 @@ def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     home = tmp_path / "home"
     home.mkdir()
     for index in range(3):
-        _add_team(home, task, index, index / 10)
+        add_scored_team(home, task, index, index / 10)
     time.sleep(0.05)  # past the file system's timestamp granularity
     return task, home
 
@@ -78,7 +57,7 @@ def test_the_same_request_is_answered_from_its_snapshot(board: tuple[Path, Path]
 def test_a_new_run_in_the_store_is_ranked(board: tuple[Path, Path]) -> None:
     task, home = board
     assert "team-07" not in _leaderboard(task, home)
-    _add_team(home, task, 7, 0.01)
+    add_scored_team(home, task, 7, 0.01)
     again = _leaderboard(task, home)
     assert "team-07" in again
     assert again.index("team-00") < again.index("team-07") < again.index("team-01")  # ranked by its mae
@@ -135,7 +114,7 @@ def test_a_store_written_while_the_board_is_computed_saves_no_snapshot(board: tu
     assert request is not None
     with request.recording() as recording:
         print("a board")
-    _add_team(home, task, 9, 0.5)  # a batch finished a run meanwhile
+    add_scored_team(home, task, 9, 0.5)  # a batch finished a run meanwhile
     assert not recording.save([task], store_url=request.store_url, image_tag="harness-task/none:latest")
     assert not request.path.exists()
 
@@ -144,7 +123,7 @@ def test_a_file_changed_just_before_saves_no_snapshot(tmp_path: Path) -> None:
     task = write_toy_task(tmp_path / "task")  # written now: inside SETTLE_S
     home = tmp_path / "home"
     home.mkdir()
-    _add_team(home, task, 0, 0.1)
+    add_scored_team(home, task, 0, 0.1)
     result = CliRunner().invoke(app, ["leaderboard", str(task), "--home", str(home), "--no-intervals"])
     assert result.exit_code == 0, result.output
     assert not (home / "leaderboards").exists()
@@ -164,7 +143,7 @@ def test_a_replay_imports_no_pandas_and_logs_its_warnings_again(tmp_path: Path) 
     home = tmp_path / "home"
     home.mkdir()
     for index in range(3):
-        _add_team(home, task, index, index / 10)  # no kept predictions: the board warns that intervals are off
+        add_scored_team(home, task, index, index / 10)  # no kept predictions: the board warns that intervals are off
     time.sleep(board_snapshot.SETTLE_S + 0.1)
     code = (
         "import sys\nfrom harness.cli import main\n"

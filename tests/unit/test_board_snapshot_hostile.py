@@ -13,35 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from spec_fixtures import write_toy_task
+from spec_fixtures import add_scored_team, write_toy_task
 from typer.testing import CliRunner
 
 from harness import board_snapshot
 from harness.cli import app
-from harness.provenance import task_inputs
-from harness.record import RunRecord
-from harness.spec import load_spec
-from harness.status import Status
-from harness.store import Store
-
-
-def _add_current_team(home: Path, task: Path, index: int, mae: float) -> None:
-    """One succeeded run of ``team-<index>`` whose recorded inputs are the task's as they are now (not stale)."""
-    spec = load_spec(task)
-    store = Store(f"sqlite:///{home / 'results.sqlite'}")
-    try:
-        store.ensure_task(spec.id, spec.title, spec.spec_hash)
-        team = f"team-{index:02d}"
-        sub_id, _ = store.register_submission(spec.id, team, f"{index:064x}", source=team, kind="script", entry="m.py")
-        run_id = store.start_run(sub_id, "test")
-        record = RunRecord(
-            task_id=spec.id, phase="test", team=team, content_hash=f"{index:064x}", kind="script",
-            status=Status.SUCCEEDED, scores={"public": {"mae": mae, "within_1": 1.0}},
-            provenance={"inputs": {**task_inputs(spec, "test"), "image_id": "", "predictions": ""}},
-        )  # fmt: skip
-        store.finish_run(run_id, record)
-    finally:
-        store.close()
 
 
 def _leaderboard(task: Path, home: Path) -> str:
@@ -69,7 +45,7 @@ def linked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path,
     home = tmp_path / "home"
     home.mkdir()
     for index in range(2):
-        _add_current_team(home, task, index, index / 10)
+        add_scored_team(home, task, index, index / 10, current=True)
     time.sleep(0.05)
     return task, home, elsewhere
 
@@ -224,7 +200,7 @@ def test_with_intervals_a_home_inside_the_task_folder_is_still_replayed(
     home = task / ".harness"
     home.mkdir()
     for index in range(2):
-        _add_current_team(home, task, index, index / 10)
+        add_scored_team(home, task, index, index / 10, current=True)
     time.sleep(0.05)
     args = ["leaderboard", str(task), "--home", str(home)]
     first = CliRunner().invoke(app, args)
