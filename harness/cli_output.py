@@ -20,7 +20,7 @@ from harness.text import visible
 __all__ = ["DEFAULT_TOP", "compute_leaderboard", "print_leaderboard"]
 
 
-def _minimum_width(table: Table, cells: list[list[str]]) -> int | None:
+def _minimum_width(table: Table, cells: list[list[str]], *, whole_no_wrap: bool = False) -> int | None:
     """The narrowest width (terminal cells) ``table`` renders in without cropping, as rich's ``Measurement.get`` of
     it would say without a width limit, computed from the plain cell text (one pass; rich measures every cell three
     times, a second for 1,000 rows); ``None`` when a cell has a ``:`` (rich may read ``:name:`` as an emoji) or the
@@ -30,6 +30,10 @@ def _minimum_width(table: Table, cells: list[list[str]]) -> int | None:
         table: the table, its columns added (headers, ``min_width``, no fixed ``width``), with the default box and
             padding of one cell left and right.
         cells: the column's cell texts per column, in the columns' order (the rows added to ``table``).
+        whole_no_wrap: count a ``no_wrap`` column by its widest whole line, not its widest word. rich measures
+            such a column by its widest word, but printed narrower than its lines it shrinks the other columns
+            to make room (a team column of width 0 under intervals at 80 columns): this is the width below which
+            that happens.
     """
     plain = table.padding == (0, 1, 0, 1) and table.pad_edge and not table.collapse_padding
     plain = plain and table.width is None and table.min_width is None and table.show_header and not table.show_footer
@@ -43,7 +47,7 @@ def _minimum_width(table: Table, cells: list[list[str]]) -> int | None:
         for text in (column.header, *texts):
             if ":" in text:
                 return None
-            words = text.split() or text.splitlines()
+            words = text.splitlines() if whole_no_wrap and column.no_wrap else text.split() or text.splitlines()
             widest = max(widest, max((cell_len(word) for word in words), default=0))
         total += max(widest + 2, 0 if column.min_width is None else column.min_width + 2)
     return total
@@ -104,7 +108,7 @@ def print_leaderboard(
     for row in zip(*cells, strict=True):
         table.add_row(*row)
     # every number and interval whole, long team names folded: the width that needs, measured without a limit
-    needed = _minimum_width(table, cells)
+    needed = _minimum_width(table, cells, whole_no_wrap=True)
     if needed is None:
         needed = Measurement.get(console, console.options.update_width(10_000), table).minimum
     if needed > console.width:  # narrower than that, rich would crop numbers into other numbers (12346.788 -> 12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 from rich.console import Console
@@ -51,3 +52,25 @@ def test_a_colon_or_another_table_is_left_to_rich() -> None:
     wide.add_column("team")
     wide.add_row("a")
     assert _minimum_width(wide, [["a"]]) is None
+
+
+def test_at_the_whole_width_no_unwrapped_cell_is_cut_and_no_column_vanishes() -> None:
+    """Printed at the width counting no-wrap columns whole (what the leaderboard prints at when the terminal is
+    narrower), every no-wrap cell shows whole and every column keeps its width: rich's own minimum (widest word)
+    let it shrink a team column to nothing beside intervals, in a piped 80-column log."""
+    rng = random.Random(29)
+    for _ in range(200):
+        table, cells = _table(rng)
+        width = _minimum_width(table, cells, whole_no_wrap=True)
+        assert width is not None
+        out = io.StringIO()
+        Console(file=out, width=width, soft_wrap=True, markup=False).print(table)
+        text = out.getvalue()
+        for column, texts in zip(table.columns, cells, strict=True):
+            if column.no_wrap:
+                for cell in texts:
+                    for line in cell.splitlines():
+                        if "\t" not in line:  # rich expands tabs: not the text it was given
+                            assert line.strip() in text, (line, text)
+        top_border = next(line for line in text.splitlines() if line.startswith("┏"))
+        assert "┳┳" not in top_border and "┏┳" not in top_border, text  # no column of width 0
