@@ -366,7 +366,7 @@ def leaderboard_and_stale(
             from harness.board_snapshot import board_files
 
             kept = intervals or (split == "public" and spec.leaderboard.public_rule == "ladder")
-            url = resolve_db_url(db_url, home)
+            url = store.url  # the store read here (given, or opened above): not resolved a second time
             store_dir = Path(url.removeprefix("sqlite:///")).parent if url.startswith("sqlite:///") else None
             read += board_files(spec, runs, kept=kept, store_dir=store_dir)
         return table, lines
