@@ -13,7 +13,6 @@ import concurrent.futures as cf
 import contextlib
 import datetime as dt
 import logging
-import os
 import sys
 import time
 from collections import Counter
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.concurrency import BUSY_BELOW_IDLE, IdleWindow, default_workers, idle_cpu_fraction
 from harness.errors import EngineUnavailableError, ImageError, SubmissionError
 from harness.interrupts import Interrupted
 from harness.pipeline import RunRecord, evaluate_opened
@@ -41,7 +41,16 @@ from harness.submission import (
 )
 from harness.text import visible
 
-__all__ = ["BatchSummary", "Hooks", "default_workers", "evaluate_many", "plan_batch", "run_batch"]
+__all__ = [
+    "BUSY_BELOW_IDLE",
+    "BatchSummary",
+    "Hooks",
+    "default_workers",
+    "evaluate_many",
+    "idle_cpu_fraction",
+    "plan_batch",
+    "run_batch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -200,96 +209,6 @@ def _executor(workers: int, scheduler_address: str | None) -> tuple[cf.Executor,
     return pool, lambda: pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _available_memory_mb() -> float | None:
-    """MemAvailable of /proc/meminfo in MiB, or ``None`` where there is none."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _cpu_ticks() -> tuple[int, int] | None:
-    """(idle, total) clock ticks of all CPUs since boot from /proc/stat's ``cpu`` line, or ``None`` where unreadable.
-
-    Idle counts ``idle`` and ``iowait``; total every field but ``guest``/``guest_nice`` (already inside ``user``).
-    """
-    try:
-        with open("/proc/stat", encoding="ascii") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    if len(fields) < 5:
-        return None
-    return fields[3] + fields[4], sum(fields)
-
-
-def idle_cpu_fraction(sample_s: float = 0.2) -> float | None:
-    """The share of all CPUs that was idle over the next ``sample_s`` seconds (0.0 to 1.0; sleeps that long).
-
-    Read from /proc/stat before and after: what the machine does now, unlike the load average, which lags by a
-    minute (a benchmark's or an earlier batch's containers still count in it long after they ended).
-
-    Returns:
-        The idle share, or ``None`` where /proc/stat is missing (not Linux) or no tick passed.
-    """
-    before = _cpu_ticks()
-    if before is None:
-        return None
-    time.sleep(sample_s)
-    after = _cpu_ticks()
-    if after is None or after[1] <= before[1]:
-        return None
-    return min(1.0, max(0.0, (after[0] - before[0]) / (after[1] - before[1])))
-
-
-#: A machine with less than this share of its CPUs idle counts as busy for :func:`default_workers`.
-BUSY_BELOW_IDLE = 0.5
-
-
-def default_workers(
-    spec: TaskSpec, *, cores: int | None = None, memory_mb: float | None = None, idle: float | None = None
-) -> int:
-    """How many sandboxes a batch runs at once when ``--workers`` is not given.
-
-    A trivial run is mostly waiting (on the engine creating and removing its container, on the kernel starting),
-    so twice as many runs as their CPUs fill the cores (on 2 cores, bare ``docker run`` of papermill is fastest 4
-    at a time). Bounded by the spec's limits and the machine: the runs' ``limits.cpus`` together at most twice
-    the cores, or only the cores themselves when less than half of the CPUs were idle over the last 0.2 s
-    (:func:`idle_cpu_fraction`, :data:`BUSY_BELOW_IDLE`: a busy machine is not overloaded further); and their
-    ``limits.memory_mb`` plus the evaluator's ``evaluator.memory_mb`` together at most three quarters of the
-    memory available now. The idle share is sampled now rather than read from the 1-minute load average, which
-    still counts work that ended up to a minute ago (a previous batch or benchmark halved the workers for nothing).
-
-    Args:
-        spec: the task (its limits).
-        cores: the machine's cores (default: ``os.cpu_count()``).
-        memory_mb: memory available in MiB (default: MemAvailable of /proc/meminfo; no bound where unknown).
-        idle: the share of the CPUs idle now, 0.0 to 1.0 (default: :func:`idle_cpu_fraction`, which takes 0.2 s;
-            where it is unknown, the machine counts as busy only if its 1-minute load average exceeds the cores).
-
-    Returns:
-        At least 1.
-    """
-    cores = cores or os.cpu_count() or 1
-    memory_mb = memory_mb if memory_mb is not None else _available_memory_mb()
-    idle = idle if idle is not None else idle_cpu_fraction()
-    if idle is not None:
-        busy = idle < BUSY_BELOW_IDLE
-    else:
-        try:
-            busy = os.getloadavg()[0] > cores
-        except OSError:
-            busy = False
-    cpus = max(float(spec.limits.cpus), 0.1)
-    by_cpu = int((cores if busy else 2 * cores) / cpus)
-    by_memory = int(0.75 * memory_mb / (spec.limits.memory_mb + spec.evaluator.memory_mb)) if memory_mb else by_cpu
-    return max(1, min(by_cpu, by_memory))
-
-
 #: The coordinator renews its lease at least this often while runs finish (seconds; well under LEASE_STALE_S).
 LEASE_RENEW_S = 30.0
 
@@ -339,6 +258,7 @@ def evaluate_many(
         HarnessError: an entry cannot be unpacked into ``home`` (e.g. its disk is full); nothing was recorded for it.
     """
     started = dt.datetime.now(dt.UTC)
+    machine = IdleWindow()  # read once the plan is known: planning is the sample, not a sleep after it
     if phase not in PHASES:  # before anything is recorded: a typo must not fill the store with harness errors
         raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
     submissions_dir = Path(submissions_dir)
@@ -363,7 +283,7 @@ def evaluate_many(
         hooks.batch_planned(total=len(jobs), skipped=summary.unchanged)
         if jobs:
             _check_can_run(spec, sandbox, any(job.opened for job in jobs))
-            summary.workers = max(1, workers or default_workers(spec))
+            summary.workers = max(1, workers or default_workers(spec, idle=machine.idle_share()))
             run_batch(
                 spec, jobs, store=store, artifacts_root=home / "artifacts" / spec.id, phase=phase,
                 workers=summary.workers, sandbox=sandbox,

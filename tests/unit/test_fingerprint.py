@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from spec_fixtures import toy_spec
 
+from harness.concurrency import IdleWindow, _cpu_ticks
 from harness.scheduling import BUSY_BELOW_IDLE, default_workers, idle_cpu_fraction
 from harness.spec import TaskSpec
 from harness.submission import FingerprintCache, SubmissionEntry, open_entry
@@ -135,6 +136,31 @@ def test_the_idle_share_is_what_the_cpus_do_now_not_a_minute_ago() -> None:
             proc.kill()
             proc.wait()
     assert busy is not None and busy < BUSY_BELOW_IDLE
+
+
+def test_the_batch_s_own_planning_is_the_idle_sample_and_its_cpu_counts_as_idle() -> None:
+    # A window that already lasted its minimum answers at once (planning was the sample: no sleep after it).
+    window = IdleWindow()
+    before = _cpu_ticks()
+    assert before is not None
+    end = time.monotonic() + 0.4
+    while time.monotonic() < end:  # this process busy, as a batch opening and hashing its entries is
+        pass
+    after = _cpu_ticks()
+    asked = time.monotonic()
+    share = window.idle_share(min_s=0.2)
+    assert time.monotonic() - asked < 0.1
+    assert after is not None and share is not None
+    total = after[1] - before[1]
+    raw = (after[0] - before[0]) / total  # what /proc/stat alone says: our own spinning looks like other work
+    own = 0.4 * os.sysconf("SC_CLK_TCK") / total  # the share of all CPUs our spinning took (about 1 / cores)
+    # Our own CPU time is given back as idle (less a tick's rounding on each side); other work still counts.
+    assert share >= min(1.0, raw + own) - 0.1
+    assert share <= 1.0
+    # A fresh window sleeps what is left of its minimum.
+    started = time.monotonic()
+    assert IdleWindow().idle_share(min_s=0.2) is not None
+    assert 0.15 <= time.monotonic() - started < 2.0
 
 
 def test_a_symlinked_entry_is_opened_every_time_so_a_changed_target_is_seen(spec: TaskSpec, tmp_path: Path) -> None:
