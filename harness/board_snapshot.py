@@ -56,6 +56,8 @@ __all__ = ["KEEP", "SETTLE_S", "Recording", "Request", "board_files", "open_requ
 SETTLE_S: Final = 2.0
 #: Snapshots kept per store (the most recently written; one per distinct request).
 KEEP: Final = 32
+#: Seconds after which a snapshot's partial file is a killed write's leftover, deleted by the next prune.
+PARTIAL_STALE_S: Final = 3600.0
 _FORMAT: Final = 1
 _STORE_FILE: Final = "results.sqlite"  # harness.settings.STORE_FILE (not imported: pydantic)
 _ENV_NAMES: Final = frozenset(
@@ -196,6 +198,13 @@ def _is_snapshot_name(name: str) -> bool:
     return dot == "." and suffix == "json" and len(stem) == 64 and all(c in "0123456789abcdef" for c in stem)
 
 
+def _is_partial_name(name: str) -> bool:
+    """Whether a file name is a snapshot being written (``<64 hex digits>.<pid>.partial``: :meth:`Recording.save`)."""
+    stem, _, rest = name.partition(".")
+    pid, dot, suffix = rest.partition(".")
+    return _is_snapshot_name(f"{stem}.json") and pid.isdigit() and dot == "." and suffix == "partial"
+
+
 def _private(folder: Path) -> bool:
     """Whether a snapshot folder is a real folder (not a link) of this user that nobody else can write to."""
     try:
@@ -207,14 +216,17 @@ def _private(folder: Path) -> bool:
 
 def _prune(folder: Path, *, keep: int) -> None:
     """Delete all but the ``keep`` most recently written snapshots of a folder (another terminal size or option
-    makes another snapshot; old ones are only ever a miss). Only snapshot names are touched: a judge's own
-    ``leaderboards/*.json`` exports beside the store stay."""
+    makes another snapshot; old ones are only ever a miss), and the partial files of writes older than
+    :data:`PARTIAL_STALE_S` (a process killed while writing; a live write takes milliseconds). Only snapshot
+    names are touched: a judge's own ``leaderboards/*.json`` exports beside the store stay."""
     try:
         mine = [p for p in folder.glob("*.json") if _is_snapshot_name(p.name)]
         found = sorted(mine, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        cutoff = time.time() - PARTIAL_STALE_S
+        left = [p for p in folder.glob("*.partial") if _is_partial_name(p.name) and p.lstat().st_mtime < cutoff]
     except OSError:
         return
-    for old in found[keep:]:
+    for old in found[keep:] + left:
         with contextlib.suppress(OSError):
             old.unlink()
 

@@ -113,8 +113,9 @@ def default_workers(
     the cores, or only the cores themselves when other processes left less than half of the CPUs idle (while
     the batch was planned, at least 0.2 s: :class:`IdleWindow`, :data:`BUSY_BELOW_IDLE`; a busy machine is not
     overloaded further); and their ``limits.memory_mb`` plus the evaluator's ``evaluator.memory_mb`` together
-    at most three quarters of the memory available now. The idle share is sampled now rather than read from the 1-minute load average, which
-    still counts work that ended up to a minute ago (a previous batch or benchmark halved the workers for nothing).
+    at most three quarters of the memory available now. The idle share is sampled now rather than read from the
+    1-minute load average, which still counts work that ended up to a minute ago (a previous batch or benchmark
+    halved the workers for nothing).
 
     Args:
         spec: the task (its limits).

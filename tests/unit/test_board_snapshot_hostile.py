@@ -82,6 +82,24 @@ def test_pruning_leaves_other_json_files(linked: tuple[Path, Path, Path]) -> Non
     assert len([p for p in folder.iterdir() if not p.name.startswith("round-")]) == 1
 
 
+def test_a_killed_write_s_partial_file_is_pruned_once_old_and_others_stay(linked: tuple[Path, Path, Path]) -> None:
+    task, home, _ = linked
+    folder = home / "leaderboards"
+    folder.mkdir(mode=0o700)
+    key = "a" * 64
+    old_partial, fresh_partial = folder / f"{key}.4242.partial", folder / f"{key}.4343.partial"
+    judge_file = folder / "notes.4242.partial"  # not a snapshot's name: never ours to delete
+    for path in (old_partial, fresh_partial, judge_file):
+        path.write_text("{")
+    long_ago = time.time() - board_snapshot.PARTIAL_STALE_S - 60
+    for path in (old_partial, judge_file):
+        os.utime(path, (long_ago, long_ago))
+    _leaderboard(task, home)
+    assert not old_partial.exists()  # a process killed mid-write an hour ago: a leftover
+    assert fresh_partial.exists()  # possibly another terminal's write in progress
+    assert judge_file.exists()
+
+
 @pytest.mark.parametrize(
     "events",
     [[1], [[]], [["out"]], [["out", 5]], [["log", 5, 30, "x"]], [["log", "a", "high", "x"]], [["what", "x"]], {}],
