@@ -314,7 +314,7 @@ class LeaderboardSpec(_Strict):
 class TaskSpec(_Strict):
     """A validated task spec. Build it with :func:`load_spec`; paths resolve against :attr:`task_dir`."""
 
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]  # names folders, an image tag
     title: str
     customer: str
     description: str

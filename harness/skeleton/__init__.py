@@ -39,6 +39,8 @@ KINDS: dict[str, str] = {
 TODO_MARK = "TODO(author)"
 
 _ID = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+#: Longest task id (``TaskSpec.id`` allows the same): it names folders, a module and an image tag.
+MAX_ID_LENGTH = 64
 _EXAMPLES = {"baseline": "Baseline", "good": "A good submission", "broken": "A broken submission"}
 
 
@@ -96,6 +98,11 @@ def new_task(task_id: str, kind: str, root: Path | str = ".") -> Path:
     """
     if kind not in KINDS:
         raise HarnessError(f"unknown task kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if len(task_id) > MAX_ID_LENGTH:
+        raise HarnessError(
+            f"task id {task_id[:40]!r}... is {len(task_id)} characters long; use at most {MAX_ID_LENGTH} (it names "
+            "the task's folders, evaluator module and image tag, and file names stop at 255 bytes)"
+        )
     if not _ID.match(task_id):
         raise HarnessError(
             f"task id {task_id!r} is not a slug: use lower-case letters, digits and dashes, starting with a letter "

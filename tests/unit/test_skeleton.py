@@ -61,6 +61,8 @@ def test_new_task_never_overwrites_and_refuses_bad_input(tmp_path: Path) -> None
         new_task("other", "images", tmp_path)
     with pytest.raises(HarnessError, match="not a slug"):
         new_task("My Task", "regression", tmp_path)
+    with pytest.raises(HarnessError, match="is 300 characters long; use at most 64"):
+        new_task("a" * 300, "regression", tmp_path)
     assert not (tmp_path / "task_specs" / "other").exists()
 
 
