@@ -18,7 +18,13 @@ In one run, on copies of a trivial notebook submission of the minimal fixture ta
   run by a bare ``docker run ... papermill`` and by ``harness run`` (one submission, defaults), ``--nyc-repeats``
   times each, interleaved, and the share ``(harness wall - bare wall) / harness wall`` of the medians.
 
-Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--quick] [--nyc] [--only-nyc] [--only large]``
+* the machine's CPU idle share over each batch (from /proc/stat): near 0% means the batch is CPU-bound, so no
+  overlapping of waits (a sandbox prepared ahead of its turn) can shorten it, only less CPU work;
+* with ``--rounds K`` (K > 1): K more interleaved pairs of the bare floor's concurrency and ``harness run`` at its
+  defaults, each pair's ratio and their median.
+
+Usage: ``python benchmarks/bench_throughput.py [--copies 16] [--rounds K] [--quick] [--nyc] [--only-nyc]
+[--only large]``
 (needs a Docker engine; builds the minimal task's image if missing; ``--quick``: 8 copies, concurrency 1 and 2
 skipped for the harness, 200 entries, 2,000 runs; ``--only large``: only the large batches, which need no
 Docker). Prints markdown tables and the load average before and after (other work on the machine skews them).
@@ -38,14 +44,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_run import MINIMAL, _notebook  # noqa: E402  (the same trivial notebook as bench_run)
+
+from harness.concurrency import cpu_ticks  # noqa: E402
+
+T = TypeVar("T")
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 NYC_TASK = REPO / "task_specs" / "nyc-flight-delays"
@@ -157,6 +169,33 @@ def _harness(task: Path, submissions: Path, workers: int | None) -> tuple[float,
         return wall, cpu, stages, int(at_once.group(1)) if at_once else 0
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _idle_during(call: Callable[[], T]) -> tuple[T, float | None]:
+    """``call()``'s result and the share of the machine's CPUs left idle while it ran (``None``: no /proc/stat)."""
+    before = cpu_ticks()
+    result = call()
+    after = cpu_ticks()
+    if before is None or after is None or after[1] <= before[1]:
+        return result, None
+    return result, (after[0] - before[0]) / (after[1] - before[1])
+
+
+def _print_rounds(
+    task: Path, submissions: Path, image: str, notebooks: list[Path], input_dir: Path, floor_c: int, rounds: int
+) -> None:
+    """``rounds`` more pairs, interleaved: the bare floor's concurrency, then ``harness run`` at its defaults;
+    each pair's ratio and their median (one 16-copy batch is too short to tell 1.25x from 1.3x here)."""
+    print(f"Interleaved rounds: bare {floor_c} at a time, then `harness run` (defaults):\n")
+    print("| round | bare floor wall (s) | harness wall (s) | ratio | harness CPU per submission (s) |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    ratios = []
+    for index in range(1, rounds + 1):
+        bare = _bare(image, notebooks, input_dir, floor_c)
+        wall, cpu, _stages, _at_once = _harness(task, submissions, None)
+        ratios.append(wall / bare)
+        print(f"| {index} | {bare:.1f} | {wall:.1f} | {wall / bare:.2f}x | {cpu / len(notebooks):.2f} |")
+    print(f"\nmedian ratio of {rounds} rounds: {statistics.median(ratios):.2f}x (target <= 1.25x)\n")
 
 
 def _fill_runs(url: str, task_id: str, n_runs: int, per_team: int = 10) -> None:
@@ -278,6 +317,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=10000)
     parser.add_argument("--quick", action="store_true", help="8 copies, fewer settings, 200 entries, 2,000 runs")
+    parser.add_argument("--rounds", type=int, default=1, help="K > 1: K more interleaved bare/harness pairs")
     parser.add_argument("--nyc", action="store_true", help="also the NYC gradient-boosting notebook (minutes)")
     parser.add_argument("--only-nyc", action="store_true", help="only the NYC gradient-boosting notebook")
     parser.add_argument("--nyc-repeats", type=int, default=3)
@@ -315,24 +355,32 @@ def main() -> None:
         notebooks = sorted(submissions.iterdir())
         n = args.copies
 
-        bare = {c: _bare(image, notebooks, spec.input_dir("test"), c) for c in (1, 2, 4)}
+        input_dir = spec.input_dir("test")
+        bare, bare_idle = {}, {}
+        for c in (1, 2, 4):
+            bare[c], bare_idle[c] = _idle_during(lambda c=c: _bare(image, notebooks, input_dir, c))
         floor_c = min(bare, key=lambda c: bare[c])
         floor = bare[floor_c]
         bare_name = "bare `docker run --rm --network none ... papermill`, {} at a time"
-        rows = [(bare_name.format(c), w, None) for c, w in bare.items()]
-        default_wall, default_cpu, stages, chosen = _harness(task, submissions, None)
-        rows.append((f"`harness run` (defaults: chose {chosen} workers)", default_wall, default_cpu))
+        rows = [(bare_name.format(c), w, None, bare_idle[c]) for c, w in bare.items()]
+        (default_wall, default_cpu, stages, chosen), idle = _idle_during(lambda: _harness(task, submissions, None))
+        rows.append((f"`harness run` (defaults: chose {chosen} workers)", default_wall, default_cpu, idle))
         for c in (4,) if args.quick else (1, 2, 4):
-            wall, cpu, _stages, _at_once = _harness(task, submissions, c)
-            rows.append((f"`harness run --workers {c}`", wall, cpu))
+            (wall, cpu, _stages, _at_once), idle = _idle_during(lambda c=c: _harness(task, submissions, c))
+            rows.append((f"`harness run --workers {c}`", wall, cpu, idle))
 
         print(f"\n{n} trivial notebook submissions of the minimal task; {os.cpu_count()} cores\n")
-        print("| what | wall (s) | per submission (s) | vs bare floor | harness CPU per submission (s) |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for name, wall, cpu in rows:
+        print("| what | wall (s) | per submission (s) | vs bare floor | harness CPU per submission (s) | CPUs idle |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, wall, cpu, idle in rows:
             cpu_text = f"{cpu / n:.2f}" if cpu is not None else "-"
-            print(f"| {name} | {wall:.1f} | {wall / n:.2f} | {wall / floor:.2f}x | {cpu_text} |")
-        print(f"\nbare floor: concurrency {floor_c}; target: `harness run` defaults <= 1.25x, CPU <= 0.25 s\n")
+            idle_text = "-" if idle is None else f"{idle:.0%}"
+            print(f"| {name} | {wall:.1f} | {wall / n:.2f} | {wall / floor:.2f}x | {cpu_text} | {idle_text} |")
+        print(f"\nbare floor: concurrency {floor_c}; target: `harness run` defaults <= 1.25x, CPU <= 0.25 s")
+        print("CPUs idle: the machine's idle share over the batch (/proc/stat; near 0%: the batch is CPU-bound, and")
+        print("no overlapping of waits, such as sandboxes prepared ahead, can make it faster)\n")
+        if args.rounds > 1:
+            _print_rounds(task, submissions, image, notebooks, input_dir, floor_c, args.rounds)
 
         print("Stages of the default run (seconds per run, from provenance['stages']):\n")
         print("| stage | median | max |")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from harness.spec import TaskSpec
 
-__all__ = ["BUSY_BELOW_IDLE", "IdleWindow", "default_workers", "idle_cpu_fraction"]
+__all__ = ["BUSY_BELOW_IDLE", "IdleWindow", "cpu_ticks", "default_workers", "idle_cpu_fraction"]
 
 #: Clock ticks per second of /proc/stat's counters (``SC_CLK_TCK``; 100 on Linux).
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -33,7 +33,7 @@ def _available_memory_mb() -> float | None:
     return None
 
 
-def _cpu_ticks() -> tuple[int, int] | None:
+def cpu_ticks() -> tuple[int, int] | None:
     """(idle, total) clock ticks of all CPUs since boot from /proc/stat's ``cpu`` line, or ``None`` where unreadable.
 
     Idle counts ``idle`` and ``iowait``; total every field but ``guest``/``guest_nice`` (already inside ``user``).
@@ -67,7 +67,7 @@ class IdleWindow:
 
     def __init__(self) -> None:
         self._opened = time.monotonic()
-        self._ticks = _cpu_ticks()
+        self._ticks = cpu_ticks()
         self._own = _own_ticks()
 
     def idle_share(self, min_s: float = 0.2) -> float | None:
@@ -81,7 +81,7 @@ class IdleWindow:
         left = min_s - (time.monotonic() - self._opened)
         if left > 0:
             time.sleep(left)
-        after = _cpu_ticks()
+        after = cpu_ticks()
         if after is None or after[1] <= self._ticks[1]:
             return None
         idle = after[0] - self._ticks[0] + max(0.0, _own_ticks() - self._own)

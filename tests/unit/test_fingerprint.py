@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from spec_fixtures import toy_spec
 
-from harness.concurrency import IdleWindow, _cpu_ticks
+from harness.concurrency import IdleWindow, cpu_ticks
 from harness.scheduling import BUSY_BELOW_IDLE, default_workers, idle_cpu_fraction
 from harness.spec import TaskSpec
 from harness.submission import FingerprintCache, SubmissionEntry, open_entry
@@ -141,12 +141,12 @@ def test_the_idle_share_is_what_the_cpus_do_now_not_a_minute_ago() -> None:
 def test_the_batch_s_own_planning_is_the_idle_sample_and_its_cpu_counts_as_idle() -> None:
     # A window that already lasted its minimum answers at once (planning was the sample: no sleep after it).
     window = IdleWindow()
-    before = _cpu_ticks()
+    before = cpu_ticks()
     assert before is not None
     end = time.monotonic() + 0.4
     while time.monotonic() < end:  # this process busy, as a batch opening and hashing its entries is
         pass
-    after = _cpu_ticks()
+    after = cpu_ticks()
     asked = time.monotonic()
     share = window.idle_share(min_s=0.2)
     assert time.monotonic() - asked < 0.1
