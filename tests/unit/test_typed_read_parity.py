@@ -113,3 +113,25 @@ def test_the_typed_read_is_taken_for_plain_numbers_only() -> None:
         frame = predictions._read_fast(data, read_header(data, "p.csv"), ["id", "y"], frozenset({"y"}))
         assert frame is not None and pd.api.types.is_string_dtype(frame["y"].dtype), odd
     assert predictions._numeric_columns(load_spec(FIXTURE_TASK)) == frozenset({"y"})
+
+
+PROBABILITY_TASK = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "probabilities"
+#: Rows of a probability group (three classes, tolerance 0.001), one put among otherwise valid rows.
+PROBABILITY_ROWS = [
+    "0.2,0.3,0.5", "1,0,0", "1e-400,0.5,0.5", "0.3333333333333333,0.3333333333333333,0.3333333333333334",
+    "0.2,0.3,0.6", "-0.1,0.6,0.5", "1.0000000000000002,0,0", "-0,1,0", "nan,0.5,0.5", "inf,0,0", " 0.2,0.3,0.5",
+    "0.2,0.3,0.5\t", "0.2,,0.8", "0.2,NA,0.8", "0.2,0.3,half", ".2,.3,.5", "2e-1,3E-1,5e-1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", PROBABILITY_ROWS)
+def test_probability_columns_parsed_by_arrows_reader_are_judged_as_the_text_paths_judge_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, row: str
+) -> None:
+    spec = load_spec(PROBABILITY_TASK)
+    body = "id,p_graffiti,p_noise,p_pothole\n" + "".join(
+        f"{rid},{row if i == 7 else '0.25,0.25,0.5'}\n" for i, rid in enumerate(IDS)
+    )
+    path = tmp_path / "predictions.csv"
+    path.write_text(body, encoding="utf-8", newline="")
+    three_ways(spec, path, monkeypatch)
