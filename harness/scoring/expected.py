@@ -64,6 +64,13 @@ class ExpectedIds:
             return None
         return None if array.null_count else array
 
+    @cached_property
+    def has_blank(self) -> bool:
+        """True when some id is text that is empty or only whitespace (``str.strip() == ""``), as :func:`_blank`
+        tells; False for ids that are not all text (:attr:`text` ``None``: no file's text ids are these then)."""
+        text = self.text
+        return text is not None and bool(_blank(pd.Series(text.to_pandas(), dtype=str)).any())
+
     def same(self, file_ids: Any) -> bool:
         """True when ``file_ids`` (an Arrow string array or chunked array) is exactly these ids, in this order."""
         import pyarrow as pa
@@ -299,3 +306,36 @@ def _key(matrix: np.ndarray) -> np.ndarray:
             key ^= key >> np.uint64(29)
             key += as_words[:, i]
     return key
+
+
+def _blank(raw: pd.Series) -> np.ndarray:
+    """``(raw.str.strip() == "").to_numpy()``: which values are empty or only whitespace, as bools.
+
+    When every value is non-empty and its bytes are all printable ASCII but the space (0x21 to 0x7F), none can
+    be blank, whatever counts as whitespace: one vectorised pass over the text's bytes (about 0.5 ms per million
+    short ids) instead of a stripped copy of every value (about 10 ms). Any other column takes the exact test.
+    """
+    import pyarrow as pa
+
+    try:
+        text = pa.array(raw, type=pa.large_string(), from_pandas=True)  # zero-copy for a pandas text column
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        text = None
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    if all(_printable(chunk) for chunk in chunks):
+        return np.zeros(len(raw), dtype=bool)
+    return (raw.str.strip() == "").to_numpy()
+
+
+def _printable(chunk: Any) -> bool:
+    """True when ``chunk`` is an Arrow large-string array without nulls whose every value is one or more bytes
+    of 0x21 to 0x7F."""
+    import pyarrow as pa
+
+    if not isinstance(chunk, pa.LargeStringArray) or chunk.null_count:
+        return False
+    if not len(chunk):
+        return True
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
+    body = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return bool(np.diff(offsets).min() > 0) and not ((body - np.uint8(0x21)) >= 0x5F).any()

@@ -117,6 +117,19 @@ def test_ids_of_mixed_lengths_empty_and_blank_ids_are_judged_the_same_both_ways(
     )
 
 
+@pytest.mark.parametrize("blank", ["", " ", "\u3000"], ids=["empty", "space", "ideographic space"])
+def test_a_file_of_exactly_the_expected_ids_is_refused_when_one_of_them_is_blank(
+    spec: TaskSpec, tmp_path: Path, blank: str
+) -> None:
+    """A file equal to the expected ids skips the blank-id check only when no expected id is blank."""
+    assert not ExpectedIds(IDS).has_blank and not ExpectedIds([1, 2]).has_blank
+    expected = [*IDS[:5], blank, *IDS[6:]]
+    assert ExpectedIds(expected).has_blank
+    for file_ids in (expected, expected[::-1]):
+        _message, problems = both_ways(spec, tmp_path, expected, file_ids)
+        assert problems[0] == f"1 row has an empty 'id'; first at line {file_ids.index(blank) + 2}"
+
+
 def test_expected_ids_without_a_key_table_fall_back_to_hashing(spec: TaskSpec, tmp_path: Path) -> None:
     long_ids = ["z" * 300 + f"{i:04d}" for i in range(50)]  # over 256 bytes each
     assert ExpectedIds(long_ids).positions(pa.array(long_ids)) is None

@@ -720,6 +720,7 @@ def _plain_files(rows: list[tuple[str, int]]) -> dict[str, bytes]:
         "header only": b"id,y\n",
         "no y column": ("id,z\n" + "\n".join(body) + "\n").encode(),
         **_wide_files(rows),
+        **{f"{case} (lines over 4 KB)": data for case, data in _wide_files(rows, extra=2500).items()},
     }
 
 
