@@ -135,3 +135,38 @@ def test_probability_columns_parsed_by_arrows_reader_are_judged_as_the_text_path
     path = tmp_path / "predictions.csv"
     path.write_text(body, encoding="utf-8", newline="")
     three_ways(spec, path, monkeypatch)
+
+
+#: Files whose lines hold a carriage return not followed by ``\n``: a line end to Arrow's reader (and to pandas'),
+#: not to the width scan of the general path, which counts the fields between ``\n``s.
+LONE_CR = {
+    # the rows of r003 and r004 in one line: every id once, so nothing else refuses it
+    "two rows in a line": "id,y\n" + "".join(f"{rid},2" + ("\r" if i == 3 else "\n") for i, rid in enumerate(IDS)),
+    "two rows in a line, crlf": "id,y\r\n"
+    + "".join(f"{rid},2\r" + ("" if i == 3 else "\n") for i, rid in enumerate(IDS)),
+    "an extra row in a line": "id,y\n" + "".join(f"{rid},2\n" for rid in IDS).replace("\n", "\rzzz,1\n", 1),
+    "old Mac line ends after the first row": "id,y\n" + f"{IDS[0]},2\n" + "".join(f"{rid},2\r" for rid in IDS[1:]),
+    "a carriage return at the end": "id,y\n" + "".join(f"{rid},2\n" for rid in IDS) + "\r",
+    "two carriage returns, then a line end": "id,y\n" + "".join(f"{rid},2\r\r\n" for rid in IDS),
+    "a carriage return in a text column": "id,note,y\n" + "".join(f"{rid},a\rb,2\n" for rid in IDS),
+}
+
+
+@pytest.mark.parametrize("case", list(LONE_CR))
+def test_a_carriage_return_inside_a_line_is_judged_as_the_general_path_judges_it(
+    spec: TaskSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """Arrow's reader ends a line at a lone ``\\r``, so it would read ``r003,2\\rr004,2`` as two rows where the width
+    scan finds one row of 3 fields (refused): such a file is left to the general path, whose verdict stands."""
+    path = tmp_path / "predictions.csv"
+    path.write_bytes(LONE_CR[case].encode())
+    three_ways(spec, path, monkeypatch)
+
+
+def test_crlf_line_ends_still_take_the_typed_read() -> None:
+    """Only a ``\\r`` that does not end a line sends a file to the general path; CRLF files keep the typed read."""
+    crlf = ("id,y\r\n" + "".join(f"{rid},{i}.5\r\n" for i, rid in enumerate(IDS))).encode()
+    frame = predictions._read_fast(crlf, read_header(crlf, "p.csv"), ["id", "y"], frozenset({"y"}))
+    assert frame is not None and frame["y"].dtype == np.float64 and frame["id"].iloc[-1] == IDS[-1]
+    for odd in (crlf + b"\r", crlf.replace(b"\r\n", b"\r", 2), crlf.replace(b"\r\n", b"\n").replace(b"\n", b"\r\r\n")):
+        assert predictions._read_fast(odd, read_header(odd, "p.csv"), ["id", "y"], frozenset({"y"})) is None
