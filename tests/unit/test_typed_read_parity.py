@@ -21,7 +21,7 @@ import pytest
 from harness.errors import InvalidOutputError
 from harness.scoring import predictions, validate_predictions
 from harness.scoring.expected import ExpectedIds
-from harness.scoring.shape import read_header
+from harness.scoring.shape import _CR_CHUNK, has_lone_cr, read_header
 from harness.spec import TaskSpec, load_spec
 
 FIXTURE_TASK = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "minimal"
@@ -170,3 +170,16 @@ def test_crlf_line_ends_still_take_the_typed_read() -> None:
     assert frame is not None and frame["y"].dtype == np.float64 and frame["id"].iloc[-1] == IDS[-1]
     for odd in (crlf + b"\r", crlf.replace(b"\r\n", b"\r", 2), crlf.replace(b"\r\n", b"\n").replace(b"\n", b"\r\r\n")):
         assert predictions._read_fast(odd, read_header(odd, "p.csv"), ["id", "y"], frozenset({"y"})) is None
+
+
+def test_a_lone_carriage_return_is_found_across_the_chunks_of_the_scan() -> None:
+    """``has_lone_cr`` scans in chunks: a CRLF pair split by a chunk end is a line end, a lone ``\\r`` is not."""
+    size = 2 * _CR_CHUNK + 10
+    for at in (0, 5, _CR_CHUNK - 1, _CR_CHUNK, 2 * _CR_CHUNK - 1, size - 2):
+        data = bytearray(b"a" * size)
+        data[at : at + 2] = b"\r\n"
+        assert not has_lone_cr(bytes(data), 0), at
+        data[at + 1] = ord("b")
+        assert has_lone_cr(bytes(data), 0), at
+        assert not has_lone_cr(bytes(data), at + 1), at  # before start: not looked at
+    assert has_lone_cr(b"a" * size + b"\r", 0) and not has_lone_cr(b"a" * size + b"\r\n", 0)
