@@ -36,6 +36,12 @@ VALUES = [
     "\u0661", "\xa01", "1\xa0", "\u2003", "\x0b1", "true", "1..2", ".", "-", "5", "11", "10.0000000000000001",
     # padded: Arrow's reader trims spaces and tabs, the cast does not ("+nan" is NaN to both, text once stripped)
     " +nan", "+nan\t", " nan", " -inf", "\tInfinity", " 1e309", " 4.9e-324", " 0x10", " 1.", "1e5 ",
+    # other padding (str.strip removes it, Arrow's reader does not), correctly rounded ties, int64's edges
+    "\u30001", "1\u3000", "\x1c1", "1\x1f", "\x851", "\u200b1", "\ufeff1", "1\x0c", "\uff11", "\xb2", "nan(1)",
+    "infinity", "+infinity", "9223372036854775807", "9223372036854775808", "-9223372036854775809",
+    "2.4703282292062327e-324", "2.4703282292062328e-324", "1e99999999999999999999", "0" * 400 + "1",
+    "1.00000000000000011102230246251565404236316680908203125",
+    "1.00000000000000011102230246251565404236316680908203126",
 ]  # fmt: skip
 Y_SPECS = {
     "float": "{name: y, dtype: float}",
@@ -183,3 +189,16 @@ def test_a_lone_carriage_return_is_found_across_the_chunks_of_the_scan() -> None
         assert has_lone_cr(bytes(data), 0), at
         assert not has_lone_cr(bytes(data), at + 1), at  # before start: not looked at
     assert has_lone_cr(b"a" * size + b"\r", 0) and not has_lone_cr(b"a" * size + b"\r\n", 0)
+
+
+@pytest.mark.parametrize("row", ["r039,1\x00", "r039,\x001", "r039\x00,1", "r039,1,x\x00"])
+def test_a_nul_byte_past_the_sniffed_start_is_judged_as_the_text_paths_judge_it(
+    spec: TaskSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, row: str
+) -> None:
+    """Only the first 64 KB are sniffed for NUL bytes: one further on reaches the readers, which must agree."""
+    note = "n" * 2000  # 40 rows of 2 KB: the last row lies past 64 KB
+    body = "id,y,note\n" + "".join(f"{rid},2,{note}\n" for rid in IDS[:-1]) + row + ("" if "x" in row else ",x") + "\n"
+    path = tmp_path / "predictions.csv"
+    path.write_bytes(body.encode())
+    assert len(body) > 64 * 1024
+    three_ways(spec, path, monkeypatch)
