@@ -29,7 +29,7 @@ from harness.scoring.encoding import eight_bit_encoding, wide_encoding
 from harness.scoring.expected import ExpectedIds, _blank
 from harness.scoring.kinds import check_groups, parse_column
 from harness.scoring.reference import load_reference
-from harness.scoring.shape import Header, narrow_body, read_header, scan_rows
+from harness.scoring.shape import Header, has_lone_cr, narrow_body, read_header, scan_rows
 from harness.spec import TaskSpec
 
 __all__ = ["not_a_regular_file", "validate_predictions"]
@@ -401,7 +401,7 @@ def _read_fast(
     pandas' C parser takes 0.05). Wider, each line's commas are counted and its spec columns cut out
     (:func:`~harness.scoring.shape.narrow_body`, per byte rather than per field: 0.003 s per MB of 100,000
     2-byte columns, where pandas took 0.03) before Arrow reads them. Any other file, or one refused here (a row
-    wider or narrower than the header, a ``\\r`` inside a line), returns ``None``: the caller scans row widths
+    wider or narrower than the header, a ``\\r`` not followed by ``\\n``), returns ``None``: the caller scans row widths
     and parses with pandas, so every message stays the same.
 
     Args:
@@ -426,6 +426,8 @@ def _read_fast(
         at = {column: j for j, column in enumerate(usecols)}
         frame = _read_with_arrow(body, narrow, list(range(len(usecols))), [at[i] for i in typed])
         return None if frame is None else frame.set_axis([labels[i] for i in usecols], axis=1)
+    if has_lone_cr(data, header.body_start):  # a line end to Arrow, not to the width scan (narrow_body checks it)
+        return None
     frame = _read_with_arrow(data, header, usecols, typed)
     return None if frame is None else frame.rename(columns=labels)
 

@@ -21,7 +21,7 @@ import pytest
 from harness.errors import InvalidOutputError
 from harness.scoring import predictions, validate_predictions
 from harness.scoring.expected import ExpectedIds
-from harness.scoring.shape import read_header
+from harness.scoring.shape import _CR_CHUNK, has_lone_cr, read_header
 from harness.spec import TaskSpec, load_spec
 
 FIXTURE_TASK = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "minimal"
@@ -36,6 +36,12 @@ VALUES = [
     "\u0661", "\xa01", "1\xa0", "\u2003", "\x0b1", "true", "1..2", ".", "-", "5", "11", "10.0000000000000001",
     # padded: Arrow's reader trims spaces and tabs, the cast does not ("+nan" is NaN to both, text once stripped)
     " +nan", "+nan\t", " nan", " -inf", "\tInfinity", " 1e309", " 4.9e-324", " 0x10", " 1.", "1e5 ",
+    # other padding (str.strip removes it, Arrow's reader does not), correctly rounded ties, int64's edges
+    "\u30001", "1\u3000", "\x1c1", "1\x1f", "\x851", "\u200b1", "\ufeff1", "1\x0c", "\uff11", "\xb2", "nan(1)",
+    "infinity", "+infinity", "9223372036854775807", "9223372036854775808", "-9223372036854775809",
+    "2.4703282292062327e-324", "2.4703282292062328e-324", "1e99999999999999999999", "0" * 400 + "1",
+    "1.00000000000000011102230246251565404236316680908203125",
+    "1.00000000000000011102230246251565404236316680908203126",
 ]  # fmt: skip
 Y_SPECS = {
     "float": "{name: y, dtype: float}",
@@ -135,3 +141,93 @@ def test_probability_columns_parsed_by_arrows_reader_are_judged_as_the_text_path
     path = tmp_path / "predictions.csv"
     path.write_text(body, encoding="utf-8", newline="")
     three_ways(spec, path, monkeypatch)
+
+
+#: Files whose lines hold a carriage return not followed by ``\n``: a line end to Arrow's reader (and to pandas'),
+#: not to the width scan of the general path, which counts the fields between ``\n``s.
+LONE_CR = {
+    # the rows of r003 and r004 in one line: every id once, so nothing else refuses it
+    "two rows in a line": "id,y\n" + "".join(f"{rid},2" + ("\r" if i == 3 else "\n") for i, rid in enumerate(IDS)),
+    "two rows in a line, crlf": "id,y\r\n"
+    + "".join(f"{rid},2\r" + ("" if i == 3 else "\n") for i, rid in enumerate(IDS)),
+    "an extra row in a line": "id,y\n" + "".join(f"{rid},2\n" for rid in IDS).replace("\n", "\rzzz,1\n", 1),
+    "old Mac line ends after the first row": "id,y\n" + f"{IDS[0]},2\n" + "".join(f"{rid},2\r" for rid in IDS[1:]),
+    "a carriage return at the end": "id,y\n" + "".join(f"{rid},2\n" for rid in IDS) + "\r",
+    "two carriage returns, then a line end": "id,y\n" + "".join(f"{rid},2\r\r\n" for rid in IDS),
+    "a carriage return in a text column": "id,note,y\n" + "".join(f"{rid},a\rb,2\n" for rid in IDS),
+}
+
+
+@pytest.mark.parametrize("case", list(LONE_CR))
+def test_a_carriage_return_inside_a_line_is_judged_as_the_general_path_judges_it(
+    spec: TaskSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """Arrow's reader ends a line at a lone ``\\r``, so it would read ``r003,2\\rr004,2`` as two rows where the width
+    scan finds one row of 3 fields (refused): such a file is left to the general path, whose verdict stands."""
+    path = tmp_path / "predictions.csv"
+    path.write_bytes(LONE_CR[case].encode())
+    three_ways(spec, path, monkeypatch)
+
+
+def test_crlf_line_ends_still_take_the_typed_read() -> None:
+    """Only a ``\\r`` that does not end a line sends a file to the general path; CRLF files keep the typed read."""
+    crlf = ("id,y\r\n" + "".join(f"{rid},{i}.5\r\n" for i, rid in enumerate(IDS))).encode()
+    frame = predictions._read_fast(crlf, read_header(crlf, "p.csv"), ["id", "y"], frozenset({"y"}))
+    assert frame is not None and frame["y"].dtype == np.float64 and frame["id"].iloc[-1] == IDS[-1]
+    for odd in (crlf + b"\r", crlf.replace(b"\r\n", b"\r", 2), crlf.replace(b"\r\n", b"\n").replace(b"\n", b"\r\r\n")):
+        assert predictions._read_fast(odd, read_header(odd, "p.csv"), ["id", "y"], frozenset({"y"})) is None
+
+
+def test_a_lone_carriage_return_is_found_across_the_chunks_of_the_scan() -> None:
+    """``has_lone_cr`` scans in chunks: a CRLF pair split by a chunk end is a line end, a lone ``\\r`` is not."""
+    size = 2 * _CR_CHUNK + 10
+    for at in (0, 5, _CR_CHUNK - 1, _CR_CHUNK, 2 * _CR_CHUNK - 1, size - 2):
+        data = bytearray(b"a" * size)
+        data[at : at + 2] = b"\r\n"
+        assert not has_lone_cr(bytes(data), 0), at
+        data[at + 1] = ord("b")
+        assert has_lone_cr(bytes(data), 0), at
+        assert not has_lone_cr(bytes(data), at + 1), at  # before start: not looked at
+    assert has_lone_cr(b"a" * size + b"\r", 0) and not has_lone_cr(b"a" * size + b"\r\n", 0)
+
+
+@pytest.mark.parametrize("row", ["r039,1\x00", "r039,\x001", "r039\x00,1", "r039,1,x\x00"])
+def test_a_nul_byte_past_the_sniffed_start_is_judged_as_the_text_paths_judge_it(
+    spec: TaskSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, row: str
+) -> None:
+    """Only the first 64 KB are sniffed for NUL bytes: one further on reaches the readers, which must agree."""
+    note = "n" * 2000  # 40 rows of 2 KB: the last row lies past 64 KB
+    body = "id,y,note\n" + "".join(f"{rid},2,{note}\n" for rid in IDS[:-1]) + row + ("" if "x" in row else ",x") + "\n"
+    path = tmp_path / "predictions.csv"
+    path.write_bytes(body.encode())
+    assert len(body) > 64 * 1024
+    three_ways(spec, path, monkeypatch)
+
+
+#: What the random edits below put into a plain file: separators, line ends, padding, a BOM, odd values, other ids.
+EDITS = [",", "\n", "\r", "\r\n", " ", "\t", "1", "2.5", "r003", "r999", "x", "\ufeff", "nan", "-0", "1e400", "\xa0"]
+
+
+def test_plain_files_edited_at_random_are_judged_alike_by_every_path(
+    spec: TaskSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seeded fuzz: 100 plain files (columns in several orders, LF or CRLF), each with one or two random edits
+    (text put in, a byte taken out or replaced), judged three ways. Before a carriage return not followed by
+    ``\\n`` sent a file to the general path, several of them were valid to Arrow's reader (a CRLF file with one
+    ``\\n`` taken out) but refused by the general path, under every spec."""
+    rng = np.random.default_rng(20261203)
+    ids = IDS[:12]
+    for n in range(100):
+        columns = [["id", "y"], ["y", "id"], ["id", "y", "note"], ["id", "note", "y"]][n % 4]
+        sep = "\r\n" if n % 3 == 0 else "\n"
+        lines = [",".join(columns)]
+        lines += [",".join({"id": rid, "y": str(rng.integers(1, 6)), "note": "a"}[c] for c in columns) for rid in ids]
+        body = sep.join(lines) + (sep if n % 5 else "")
+        for _ in range(1 if n % 4 else 2):  # a byte put in, taken out or replaced
+            at = int(rng.integers(0, len(body)))
+            kind = int(rng.integers(0, 3))
+            body = body[:at] + ("" if kind == 1 else str(rng.choice(EDITS))) + body[at + (kind > 0) :]
+        path = tmp_path / f"f{n}" / "predictions.csv"
+        path.parent.mkdir()
+        path.write_bytes(body.encode())
+        three_ways(spec, path, monkeypatch)
