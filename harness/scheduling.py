@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.concurrency import BUSY_BELOW_IDLE, IdleWindow, default_workers, idle_cpu_fraction
+from harness.concurrency import IdleWindow, default_workers
 from harness.errors import EngineUnavailableError, ImageError, SubmissionError
 from harness.interrupts import Interrupted
 from harness.pipeline import RunRecord, evaluate_opened
@@ -41,16 +41,7 @@ from harness.submission import (
 )
 from harness.text import visible
 
-__all__ = [
-    "BUSY_BELOW_IDLE",
-    "BatchSummary",
-    "Hooks",
-    "default_workers",
-    "evaluate_many",
-    "idle_cpu_fraction",
-    "plan_batch",
-    "run_batch",
-]
+__all__ = ["BatchSummary", "Hooks", "default_workers", "evaluate_many", "plan_batch", "run_batch"]
 
 log = logging.getLogger(__name__)
 

@@ -307,7 +307,7 @@ def narrow_body(data: bytes, header: Header, usecols: list[int]) -> bytes | None
             if commas != width - 1 or data.find(b"\r", pos, stop) >= 0:
                 return None
             if far:
-                line = np.frombuffer(data, dtype=np.uint8, count=stop - pos, offset=pos)
+                line = whole[pos:stop]
                 cuts = [pos - 1, *(np.flatnonzero(line == _COMMA) + pos).tolist(), stop]
                 out.append(b",".join([data[cuts[i] + 1 : cuts[i + 1]] for i in usecols]) + b",")
             else:

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from spec_fixtures import toy_spec
 
-from harness.concurrency import IdleWindow, cpu_ticks
-from harness.scheduling import BUSY_BELOW_IDLE, default_workers, idle_cpu_fraction
+from harness.concurrency import BUSY_BELOW_IDLE, IdleWindow, cpu_ticks, default_workers, idle_cpu_fraction
 from harness.spec import TaskSpec
 from harness.submission import FingerprintCache, SubmissionEntry, open_entry
 from harness.submission import fingerprint as fingerprint_module
