@@ -4,9 +4,10 @@
 :func:`harness.stack.task_packages` of the task (the package list of its Docker image). When this machine's Python
 is CPython 3.11 on Linux x86_64 (the image's), the wheels are those of the image (:func:`harness.images.
 download_wheels`, the same cache) installed with ``--no-index``; otherwise pip installs the same requirement strings
-from the package index. The stand-in ``harness`` module of the image (:mod:`harness.stack`) is added, and the
-``python3`` kernel is registered inside the environment. The key hashes the package list, this Python's version and
-the recipe (:data:`VENV_RECIPE_VERSION`); a folder is complete when it holds ``.complete``.
+from the package index. The stand-in ``harness`` module of the image and the kernel's message packer with its
+``etc/ipython`` config (:mod:`harness.stack`) are added, and the ``python3`` kernel is registered inside the
+environment. The key hashes the package list, this Python's version, the recipe (:data:`VENV_RECIPE_VERSION`) and
+those added files; a folder is complete when it holds ``.complete``.
 
 When no environment can be made (no ``venv`` module, pip fails, no index reachable), :func:`ensure_task_venv`
 raises :class:`~harness.errors.ImageError`; the self-check then runs with the harness's own Python and says so.
@@ -27,7 +28,7 @@ from harness.cache import build_once
 from harness.errors import ImageError
 from harness.images import IMAGE_PYTHON, cache_dir, download_wheels
 from harness.spec import TaskSpec
-from harness.stack import NOOP_HARNESS_SOURCE, task_packages, write_noop_harness
+from harness.stack import sandbox_support_digest, task_packages, write_kernel_config, write_noop_harness
 
 __all__ = ["VENV_RECIPE_VERSION", "ensure_task_venv", "venv_dir", "wheels_fit_here"]
 
@@ -49,7 +50,8 @@ def wheels_fit_here() -> bool:
 
 def venv_dir(packages: tuple[str, ...]) -> Path:
     """The cache folder of the environment of a package set (see the module docs for the key)."""
-    payload = [VENV_RECIPE_VERSION, sys.version, sys.platform, platform.machine(), list(packages), NOOP_HARNESS_SOURCE]
+    support = sandbox_support_digest()
+    payload = [VENV_RECIPE_VERSION, sys.version, sys.platform, platform.machine(), list(packages), support]
     key = hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
     return cache_dir() / "venvs" / key
 
@@ -102,6 +104,7 @@ def ensure_task_venv(spec: TaskSpec, *, echo: Echo = print) -> Path:
         if not site or not Path(site).is_dir():
             raise ImageError(f"the new environment {folder} has no site-packages folder")
         write_noop_harness(Path(site))
+        write_kernel_config(folder)
         return "\n".join(packages) + "\n"
 
     build_once(dest, build)

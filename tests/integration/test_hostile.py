@@ -320,8 +320,21 @@ def test_memory_blowups_are_measured_at_the_limit(batch: Batch) -> None:
 def test_binary_garbage_and_lone_surrogates_reach_the_log_as_replacement_characters(batch: Batch) -> None:
     log = batch.artifact("nb-binary-garbage", "log.txt").read_bytes().decode("utf-8")  # valid UTF-8
     assert "\ufffd" in log  # the bytes that were not UTF-8
-    assert "surrogates not allowed" in log  # the kernel could not send the lone surrogates; the run went on
+    # The kernel's packer (harness.stack) sent the lone surrogates as U+FFFD instead of raising in its IOPub thread.
+    assert "surrogates not allowed" not in log
+    assert "lone surrogates: \ufffd \ufffd" in log
     assert batch.artifact("nb-binary-garbage", "executed.ipynb").is_file()
+
+
+def test_lone_surrogates_in_every_kind_of_output_arrive_as_replacement_characters(batch: Batch) -> None:
+    notebook = nbformat.read(batch.artifact("nb-lone-surrogates", "executed.ipynb"), as_version=4)
+    outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
+    texts = [o.get("text", "") for o in outputs] + [str(v) for o in outputs for v in o.get("data", {}).values()]
+    found = "\n".join(texts)
+    for shown in ("escaped byte: \ufffd", "high half: \ufffd", "displayed: \ufffd", "<b>\ufffd</b>", "result: \ufffd"):
+        assert shown in found, (shown, found)
+    log = batch.artifact("nb-lone-surrogates", "log.txt").read_text(encoding="utf-8")
+    assert "surrogates not allowed" not in log and "Uncaught exception" not in log
 
 
 def test_100k_outputs_are_capped_in_the_executed_notebook_and_the_log(batch: Batch) -> None:

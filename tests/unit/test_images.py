@@ -246,7 +246,9 @@ def test_the_build_labels_every_installed_version(offline_pip: Path) -> None:
     build_task_image(load_spec(FIXTURE_TASK), api=engine, echo=lambda _m: None)
     (build,) = engine.builds
     assert build["labels"][LABEL_RESOLVED] == "ipykernel==99.0 papermill==99.0"
-    assert "harness-stub/harness/__init__.py" in build["files"]  # the stand-in harness module
+    assert "harness-stub/site/harness/__init__.py" in build["files"]  # the stand-in harness module
+    assert "harness-stub/site/harness_kernel_session.py" in build["files"]  # the kernel's packer and its config
+    assert "harness-stub/prefix/etc/ipython/ipython_kernel_config.py" in build["files"]
 
 
 def test_force_rebuilds_even_when_unchanged(offline_pip: Path) -> None:

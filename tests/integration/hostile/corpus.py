@@ -553,6 +553,19 @@ def cheap_cases() -> list[Case]:
             ],
             "succeeded",
         ),
+        # Lone surrogates in every kind of output: jupyter_client's packer raised on them inside the kernel, which
+        # lost the output and now and then the messages behind it (a finished cell waited out the time limit).
+        _nb(
+            "nb-lone-surrogates",
+            [
+                "import sys\nprint('escaped byte: \\udcff')\nsys.stderr.write('high half: \\ud83d\\n')",
+                "from IPython.display import display\n"
+                "display({'text/plain': 'displayed: \\udfff', 'text/html': '<b>\\ud800</b>'}, raw=True)",
+                "class Shown:\n    def __repr__(self):\n        return 'result: \\udc80'\nShown()",
+                after,
+            ],
+            "succeeded",
+        ),
         _nb(
             "nb-unknown-kernel",
             [notebook_predict(tag="kernel")],
