@@ -27,7 +27,7 @@ from harness.scoring.evaluator import Evaluator, load_evaluator
 from harness.scoring.kept import aligned_predictions, kept_predictions_path, load_phase_reference
 from harness.scoring.rows import row_score_parts
 from harness.spec import TaskSpec
-from harness.store import ScoredRun, Store
+from harness.store.reading import RunSource, ScoredRun
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def _metric_samples(
 def add_intervals(
     table: pd.DataFrame,
     spec: TaskSpec,
-    store: Store,
+    store: RunSource,
     *,
     split: str,
     phase: str = "test",
