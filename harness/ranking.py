@@ -82,7 +82,9 @@ def _sort_key(row: pd.Series | Mapping[str, Any], metrics: Sequence[_Metric]) ->
     key: list[float] = []
     for metric in metrics:
         value = row.get(metric.name)
-        if value is None or pd.isna(value) or not math.isfinite(float(value)):
+        if type(value) is float:  # the common case, without pandas' scalar check (NaN and infinities: last)
+            key.append((value if metric.ascending else -value) if math.isfinite(value) else math.inf)
+        elif value is None or pd.isna(value) or not math.isfinite(float(value)):
             key.append(math.inf)
         else:
             key.append(float(value) if metric.ascending else -float(value))
@@ -263,7 +265,8 @@ def metric_table(
             from harness.provenance import check_runs
 
             stale = check_runs(spec, runs, phase=phase)
-        described = {run.run_id: item.describe() for run, item in zip(runs, stale, strict=True)}
+        said = {item: item.describe() for item in set(stale)}  # a few distinct ones among 10,000 runs
+        described = {run.run_id: said[item] for run, item in zip(runs, stale, strict=True)}
     scored = [run.scores.get(split, {}) for run in runs if run.status == Status.SUCCEEDED]
     missing = [m.name for m in metric_specs if scored and all(_absent(s.get(m.name)) for s in scored)]
     if missing:

@@ -128,6 +128,8 @@ _ACTIVE = " AND runs.active = 1"
 def _utc(text: str) -> dt.datetime:
     """A stored time (SQLAlchemy's SQLite ``DATETIME`` text, naive UTC) as an aware UTC datetime (as
     :func:`harness.store.schema.aware` makes it)."""
+    if len(text) == 26 and text[10] == " ":  # SQLAlchemy's own form, with microseconds: read as UTC at once
+        return dt.datetime.fromisoformat(text + "+00:00")
     value = dt.datetime.fromisoformat(text)
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
@@ -179,7 +181,7 @@ def sqlite_runs(
                 phase=run_phase,
                 status=Status(status),
                 reason=reason,
-                problems=list((loads(problems) if problems is not None else None) or []),
+                problems=[] if problems in (None, "[]") else list(loads(problems) or []),
                 active=bool(active),
                 started_at=_utc(started_at),
                 finished_at=_utc(finished_at) if finished_at else None,
