@@ -385,7 +385,8 @@ def _cyclic_gc_paused() -> Iterator[None]:
     Ranking 10,000 runs makes several hundred thousand objects (the runs, their dicts, pandas' and the ORM's
     modules imported on the way), and each of the collector's full passes walks every live one: about a fifth of
     ``harness leaderboard``'s first call here, for garbage that is nearly all freed by reference counting anyway.
-    Also freezes the collector's objects at the process's exit (see the comment below).
+    The objects made in the block are frozen at its end (:func:`gc.freeze`: out of the collector's later passes,
+    still freed by reference counting), and every object at the process's exit (see the comments below).
     """
     import atexit
     import gc
@@ -399,6 +400,9 @@ def _cyclic_gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        # Re-enabled as it was, the collector's next pass would walk every object made in the block (0.05 s
+        # here): they are frozen first (still freed by reference counting; the command ends right after).
+        gc.freeze()
         if enabled:
             gc.enable()
 
