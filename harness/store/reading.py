@@ -235,7 +235,7 @@ def open_reader(url: str) -> SQLiteReader | None:
     if not path.is_file():
         return None
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, isolation_level=None)  # BEGIN and COMMIT as sqlite_runs says
     except sqlite3.Error:
         return None
     try:
