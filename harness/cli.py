@@ -382,8 +382,8 @@ def run(
 def _cyclic_gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for the block (reference counting still frees what it can).
 
-    Ranking 10,000 runs makes several hundred thousand objects (the runs, their dicts, pandas' and the ORM's
-    modules imported on the way), and each of the collector's full passes walks every live one: about a fifth of
+    Ranking 10,000 runs makes several hundred thousand objects (the runs, their dicts, pandas' modules imported
+    on the way), and each of the collector's full passes walks every live one: about a fifth of
     ``harness leaderboard``'s first call here, for garbage that is nearly all freed by reference counting anyway.
     The objects made in the block are frozen at its end (:func:`gc.freeze`: out of the collector's later passes,
     still freed by reference counting), and every object at the process's exit (see the comments below).
