@@ -50,7 +50,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-__all__ = ["KEEP", "SETTLE_S", "Recording", "Request", "board_files", "open_request", "task_lookup_files"]
+__all__ = [
+    "KEEP",
+    "SETTLE_S",
+    "Recording",
+    "Request",
+    "board_files",
+    "local_image_id",
+    "open_request",
+    "task_lookup_files",
+]
 
 #: Seconds a file must have stayed unchanged before a snapshot depending on it is written.
 SETTLE_S: Final = 2.0
@@ -104,7 +113,7 @@ class Request:
         if not isinstance(files, dict) or any(_stat(Path(p)) != v for p, v in files.items()):
             return False
         image = snapshot.get("image")
-        if not isinstance(image, list) or len(image) != 2 or _image_id(str(image[0])) != image[1]:
+        if not isinstance(image, list) or len(image) != 2 or local_image_id(str(image[0])) != image[1]:
             return False
         events = snapshot.get("events", [])
         if not _valid_events(events):  # a damaged snapshot is a miss, never a crash halfway through its output
@@ -143,7 +152,7 @@ class Recording:
         """Remember the task image's id before the board's stale check reads it: :meth:`save` then keeps no
         snapshot when the image was rebuilt or retagged while the board was computed (the board would say
         "current" under the new id)."""
-        self.image_before = (image_tag, _image_id(image_tag))
+        self.image_before = (image_tag, local_image_id(image_tag))
 
     def save(self, files: Iterable[Path], *, store_url: str, image_tag: str) -> bool:
         """Write the snapshot (atomically, mode 0600) when it can be trusted (see the module docstring).
@@ -161,7 +170,7 @@ class Recording:
         stats = {str(path): _stat(path) for path in dict.fromkeys(Path(p) for p in files)}
         if _newest(stats.values()) > self.started - SETTLE_S:
             return False  # changed just now: a second change within the timestamp granularity could go unseen
-        image_id = _image_id(image_tag)
+        image_id = local_image_id(image_tag)
         if self.image_before is not None and self.image_before != (image_tag, image_id):
             return False  # the image changed while the board was computed: its stale check saw the old one
         snapshot = {
@@ -362,9 +371,11 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.socket_path)
 
 
-def _image_id(tag: str) -> str | None:
-    """The local image's id as the engine reports it (``GET /images/TAG/json``), ``None`` when the engine does
-    not answer or has no such image (what :func:`harness.provenance.current_image_id` returns then)."""
+def local_image_id(tag: str) -> str | None:
+    """The local image's id as the engine at ``$DOCKER_HOST``'s socket (a ``unix://`` one, or the default socket)
+    reports it (``GET /images/TAG/json``, one plain HTTP request), ``None`` when the engine does not answer or has
+    no such image: what :func:`harness.provenance.current_image_id` returns then, which calls this for a local
+    socket (the docker SDK's import and its version negotiation took longer than the board's ranking)."""
     host = os.environ.get("DOCKER_HOST", "") or "unix:///var/run/docker.sock"
     conn = _UnixHTTPConnection(host.removeprefix("unix://"), timeout=10.0)
     try:

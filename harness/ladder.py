@@ -24,7 +24,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.spec import TaskSpec
 from harness.status import Status
-from harness.store import Store
+from harness.store.reading import RunSource
 
 __all__ = ["LadderResult", "ladder", "ladder_choices", "ladder_table"]
 
@@ -78,7 +78,7 @@ def ladder(values: Sequence[np.ndarray] | np.ndarray, *, higher_is_better: bool)
     return LadderResult(shown=shown, accepted=accepted, best=best)
 
 
-def ladder_choices(spec: TaskSpec, store: Store, *, phase: str = "test") -> dict[str, int]:
+def ladder_choices(spec: TaskSpec, store: RunSource, *, phase: str = "test") -> dict[str, int]:
     """Each team's run the Ladder shows on the public board: team -> run id (teams with a valid run only).
 
     Raises:
@@ -121,7 +121,7 @@ def ladder_choices(spec: TaskSpec, store: Store, *, phase: str = "test") -> dict
     return choices
 
 
-def ladder_table(spec: TaskSpec, store: Store, table: pd.DataFrame, runs_table: pd.DataFrame) -> pd.DataFrame:
+def ladder_table(spec: TaskSpec, store: RunSource, table: pd.DataFrame, runs_table: pd.DataFrame) -> pd.DataFrame:
     """The public leaderboard under the Ladder.
 
     Args:

@@ -33,7 +33,7 @@ from harness.errors import HarnessError
 from harness.provenance import Staleness
 from harness.spec import MetricSpec, TaskSpec
 from harness.status import Status
-from harness.store import ScoredRun, Store
+from harness.store.reading import RunSource, ScoredRun
 from harness.text import spreadsheet_safe, visible
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,9 @@ def _sort_key(row: pd.Series | Mapping[str, Any], metrics: Sequence[_Metric]) ->
     key: list[float] = []
     for metric in metrics:
         value = row.get(metric.name)
-        if value is None or pd.isna(value) or not math.isfinite(float(value)):
+        if type(value) is float:  # the common case, without pandas' scalar check (NaN and infinities: last)
+            key.append((value if metric.ascending else -value) if math.isfinite(value) else math.inf)
+        elif value is None or pd.isna(value) or not math.isfinite(float(value)):
             key.append(math.inf)
         else:
             key.append(float(value) if metric.ascending else -float(value))
@@ -204,7 +206,7 @@ def _absent(value: float | None) -> bool:
 
 def metric_table(
     spec: TaskSpec | None,
-    store: Store,
+    store: RunSource,
     *,
     task_id: str | None = None,
     metrics: Sequence[MetricSpec] | None = None,
@@ -263,7 +265,8 @@ def metric_table(
             from harness.provenance import check_runs
 
             stale = check_runs(spec, runs, phase=phase)
-        described = {run.run_id: item.describe() for run, item in zip(runs, stale, strict=True)}
+        said = {item: item.describe() for item in set(stale)}  # a few distinct ones among 10,000 runs
+        described = {run.run_id: said[item] for run, item in zip(runs, stale, strict=True)}
     scored = [run.scores.get(split, {}) for run in runs if run.status == Status.SUCCEEDED]
     missing = [m.name for m in metric_specs if scored and all(_absent(s.get(m.name)) for s in scored)]
     if missing:
@@ -282,7 +285,7 @@ def metric_table(
 def leaderboard(
     task: str | Path | TaskSpec,
     *,
-    store: Store | None = None,
+    store: RunSource | None = None,
     db_url: str | None = None,
     home: Path | None = None,
     split: str = "public",
@@ -318,7 +321,7 @@ def leaderboard(
 def leaderboard_and_stale(
     task: str | Path | TaskSpec,
     *,
-    store: Store | None = None,
+    store: RunSource | None = None,
     db_url: str | None = None,
     home: Path | None = None,
     split: str = "public",
@@ -339,11 +342,10 @@ def leaderboard_and_stale(
         ``(table, stale lines)``.
     """
     from harness.provenance import check_runs, stale_report
-    from harness.store import resolve_db_url
 
     spec = resolve_task(task)
     own = store is None
-    store = store or Store(resolve_db_url(db_url, home))
+    store = store or _open_store(db_url, home)
     try:
         runs = store.runs(spec.id, phase="test")  # read once: every part below works on this list
         stale = check_runs(spec, runs, phase="test") if runs else []
@@ -373,6 +375,21 @@ def leaderboard_and_stale(
     finally:
         if own:
             store.close()
+
+
+def _open_store(db_url: str | None, home: Path | None) -> RunSource:
+    """The store to read a board from: a :class:`~harness.store.reading.SQLiteReader` when the store is a SQLite
+    file of this schema (no SQLAlchemy imported, no ORM row made), else a :class:`~harness.store.Store` (which
+    makes a new store's tables, or says what is wrong with the URL or the store)."""
+    from harness.store.reading import open_reader, resolve_db_url
+
+    url = resolve_db_url(db_url, home)
+    reader = open_reader(url)
+    if reader is not None:
+        return reader
+    from harness.store import Store
+
+    return Store(url)
 
 
 def resolve_task(task: str | Path | TaskSpec) -> TaskSpec:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from harness.scoring.evaluator import Evaluator, load_evaluator
 from harness.scoring.kept import aligned_predictions, kept_predictions_path, load_phase_reference
 from harness.scoring.rows import row_score_parts
 from harness.spec import TaskSpec
-from harness.store import ScoredRun, Store
+from harness.store.reading import RunSource, ScoredRun
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def _metric_samples(
 def add_intervals(
     table: pd.DataFrame,
     spec: TaskSpec,
-    store: Store,
+    store: RunSource,
     *,
     split: str,
     phase: str = "test",
@@ -241,7 +242,7 @@ def add_intervals(
         log.info("no intervals for task %s: %s", spec.id, attrs["unavailable"])
         return out
     by_id = {run.run_id: run for run in (store.runs(spec.id, phase=phase) if runs is None else runs)}
-    run_ids = [int(out.at[i, "run_id"]) for i in ranked]
+    run_ids = [int(r) for r in out.loc[ranked, "run_id"].tolist()]
     try:
         rows = load_split_rows(spec, [by_id[r] for r in run_ids if r in by_id], split, phase=phase)
     except HarnessError as exc:  # the reference or the evaluator cannot be loaded: the board still shows
@@ -316,26 +317,30 @@ def display_intervals(table: pd.DataFrame, primary: str, precision: int) -> pd.D
     if "rank_best" not in table:
         return pd.DataFrame(index=table.index)
 
-    def ci(row: pd.Series) -> str:
-        low, high = row[f"{primary}_low"], row[f"{primary}_high"]
+    def ci(low: Any, high: Any) -> str:
         return "" if pd.isna(low) else f"[{low:.{precision}f}, {high:.{precision}f}]"
 
-    def ranks(row: pd.Series) -> str:
-        if pd.isna(row["rank_best"]):
+    def ranks(best: Any, worst: Any) -> str:
+        if pd.isna(best):
             return ""
-        best, worst = int(row["rank_best"]), int(row["rank_worst"])
+        best, worst = int(best), int(worst)
         return str(best) if best == worst else f"{best}-{worst}"
 
-    def group(row: pd.Series) -> str:
-        if pd.isna(row["tie_group"]):
+    def group(tie_group: Any, tied: Any) -> str:
+        if pd.isna(tie_group):
             return ""
-        return f"{int(row['tie_group'])}{' = leader' if bool(row['tied_with_leader']) else ''}"
+        return f"{int(tie_group)}{' = leader' if bool(tied) else ''}"
+
+    def column(cell: Callable[[Any, Any], str], first: str, second: str) -> pd.Series:
+        # the cells of two columns, row by row, from plain lists (a Series per row took 0.1 s for 1,000 rows)
+        texts = [cell(a, b) for a, b in zip(table[first].tolist(), table[second].tolist(), strict=True)]
+        return pd.Series(texts, index=table.index, dtype="string")
 
     return pd.DataFrame(
         {
-            "ci": table.apply(ci, axis=1).astype("string"),
-            "ranks": table.apply(ranks, axis=1).astype("string"),
-            "group": table.apply(group, axis=1).astype("string"),
+            "ci": column(ci, f"{primary}_low", f"{primary}_high"),
+            "ranks": column(ranks, "rank_best", "rank_worst"),
+            "group": column(group, "tie_group", "tied_with_leader"),
         },
         index=table.index,
     )

@@ -1,22 +1,42 @@
 """The results store: tasks, teams, submissions, runs and scores on SQLAlchemy.
 
-:mod:`harness.store.results` holds the :class:`Store` (what the rest of the harness calls) and its read view
-:class:`ScoredRun`; :mod:`harness.store.schema` holds the tables. The names below are the package's API.
+:mod:`harness.store.results` holds the :class:`Store` (what the rest of the harness calls);
+:mod:`harness.store.reading` its read view :class:`ScoredRun` and the SQLite read path without SQLAlchemy;
+:mod:`harness.store.schema` holds the tables. The names below are the package's API. They are loaded when first
+used (PEP 562), so a caller that only reads a SQLite store (``harness leaderboard``) never imports SQLAlchemy.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from harness.status import FINAL_STATUSES, STATUSES, Status
-from harness.store.rescored import record_rescored, run_by_id
-from harness.store.results import (
-    LEASE_STALE_S,
-    NewSubmission,
-    Plan,
-    ScoredRun,
-    Store,
-    default_home,
-    dumps_provenance,
-    resolve_db_url,
-)
-from harness.store.schema import SCHEMA_VERSION, LeaseRow, MetaRow, RunRow, ScoreRow, SubmissionRow, TaskRow, TeamRow
+
+if TYPE_CHECKING:
+    from harness.store.reading import SCHEMA_VERSION, ScoredRun, default_home, resolve_db_url
+    from harness.store.rescored import record_rescored, run_by_id
+    from harness.store.results import LEASE_STALE_S, NewSubmission, Plan, Store, dumps_provenance
+    from harness.store.schema import LeaseRow, MetaRow, RunRow, ScoreRow, SubmissionRow, TaskRow, TeamRow
+
+#: Where each lazily loaded name lives.
+_HOMES = {
+    **dict.fromkeys(("SCHEMA_VERSION", "ScoredRun", "default_home", "resolve_db_url"), "reading"),
+    **dict.fromkeys(("record_rescored", "run_by_id"), "rescored"),
+    **dict.fromkeys(("LEASE_STALE_S", "NewSubmission", "Plan", "Store", "dumps_provenance"), "results"),
+    **dict.fromkeys(("LeaseRow", "MetaRow", "RunRow", "ScoreRow", "SubmissionRow", "TaskRow", "TeamRow"), "schema"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The package's names, imported from their module on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FINAL_STATUSES",

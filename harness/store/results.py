@@ -42,8 +42,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from harness.errors import StoreError
 from harness.procs import pid_alive
 from harness.record import RunRecord
-from harness.settings import get_settings
 from harness.status import FINAL_STATUSES, STATUSES, Status
+from harness.store.reading import ScoredRun, default_home, resolve_db_url, sqlite_runs
 from harness.store.schema import (
     SCHEMA_VERSION,
     LeaseRow,
@@ -75,50 +75,6 @@ log = logging.getLogger(__name__)
 
 #: A lease not renewed for this long (seconds) is considered abandoned even if its process looks alive.
 LEASE_STALE_S = 300.0
-
-
-def default_home() -> Path:
-    """The harness home: ``$HARNESS_HOME`` or ``./.harness`` (store file and artifacts live there); see
-    :class:`harness.settings.Settings`."""
-    return get_settings().home_dir()
-
-
-def resolve_db_url(db_url: str | None = None, home: Path | None = None) -> str:
-    """The store URL, most explicit first: ``db_url`` (``--db``), else the SQLite file of an explicitly given
-    ``home`` (``--home``), else ``$HARNESS_DB_URL``, else ``results.sqlite`` in :func:`default_home`; see
-    :meth:`harness.settings.Settings.store_url`."""
-    return get_settings().store_url(db_url, home)
-
-
-@dataclass(frozen=True)
-class ScoredRun:
-    """A flat view of one run joined with its submission and team (what metric tables are built from).
-
-    The run's own fields are those of the :class:`~harness.record.RunRecord` it was finished with (``notes`` and
-    ``limits`` inside ``provenance``); ``scores`` maps split -> metric -> value.
-    """
-
-    run_id: int
-    task_id: str
-    team: str
-    submission_id: int
-    content_hash: str
-    source: str
-    kind: str
-    submitted_at: dt.datetime
-    phase: str
-    status: Status
-    reason: str
-    problems: list[str]
-    active: bool
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    duration_s: float | None
-    peak_memory_mb: float | None
-    exit_code: int | None
-    artifacts_dir: str
-    provenance: dict[str, Any]
-    scores: dict[str, dict[str, float]]
 
 
 class Plan(enum.StrEnum):
@@ -540,7 +496,27 @@ class Store:
 
     # --- reading ------------------------------------------------------------------------------------------
     def runs(self, task_id: str, *, phase: str = "test", active_only: bool = True) -> list[ScoredRun]:
-        """Runs of a task joined with their submission, team and scores, oldest submission first."""
+        """Runs of a task joined with their submission, team and scores, oldest submission first (ties:
+        submission id, then run id).
+
+        On SQLite by two plain queries on the driver's connection (:func:`harness.store.reading.sqlite_runs`:
+        a leaderboard of 10,000 runs reads them in a fraction of the ORM's time); elsewhere by SQLAlchemy.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return self._runs_sqlalchemy(task_id, phase=phase, active_only=active_only)
+        import sqlite3
+
+        try:
+            with self.engine.connect() as conn:
+                return sqlite_runs(conn.connection.dbapi_connection, task_id, phase=phase, active_only=active_only)  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            raise StoreError(f"results store error at {self._safe_url()}: {exc}") from None
+
+    def _runs_sqlalchemy(self, task_id: str, *, phase: str = "test", active_only: bool = True) -> list[ScoredRun]:
+        """:meth:`runs` by SQLAlchemy (any database; what SQLite's plain read is tested against)."""
         run_columns = (
             RunRow.id, RunRow.phase, RunRow.status, RunRow.reason, RunRow.problems, RunRow.active, RunRow.started_at,
             RunRow.finished_at, RunRow.duration_s, RunRow.peak_memory_mb, RunRow.exit_code, RunRow.artifacts_dir,

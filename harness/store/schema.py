@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from harness.status import Status
+from harness.store.reading import SCHEMA_VERSION as _SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -163,8 +164,9 @@ class MetaRow(_Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-#: Version of the tables above; a store made by another version is refused with a clear message.
-SCHEMA_VERSION = "1"
+#: Version of the tables above (kept in :mod:`harness.store.reading`, which reads them without SQLAlchemy); a
+#: store made by another version is refused with a clear message.
+SCHEMA_VERSION = _SCHEMA_VERSION
 
 
 class LeaseRow(_Base):
