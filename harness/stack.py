@@ -102,19 +102,25 @@ surrogate (U+D800 to U+DFFF) replaced by U+FFFD, and never raises on text.
 import json
 import re
 
-from jupyter_client.jsonutil import json_clean, json_default
+from jupyter_client import jsonutil
 
 __all__ = ["pack"]
 
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
+# what json_packer uses in the jupyter_client installed: json_default since 7.0 (date_default before); json_clean,
+# its second try on NaN and odd types, since 7.x (a task may pin an older jupyter_client: its packer had none)
+_DEFAULT = getattr(jsonutil, "json_default", None) or jsonutil.date_default
+_CLEAN = getattr(jsonutil, "json_clean", None)
 
 
 def pack(obj):
     """``obj`` as UTF-8 JSON bytes (what jupyter_client's json_packer sends for ordinary text)."""
     try:
-        text = json.dumps(obj, default=json_default, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(obj, default=_DEFAULT, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):  # as json_packer: NaN, odd types
-        text = json.dumps(json_clean(obj), default=json_default, ensure_ascii=False, allow_nan=False)
+        if _CLEAN is None:
+            raise
+        text = json.dumps(_CLEAN(obj), default=_DEFAULT, ensure_ascii=False, allow_nan=False)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
