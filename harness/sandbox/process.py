@@ -101,6 +101,7 @@ def _write_kernel_support(scratch: Path) -> None:
     profile.mkdir(parents=True)
     (profile / "ipython_kernel_config.py").write_text(KERNEL_CONFIG_SOURCE, encoding="utf-8")
 
+
 _OOM_PATTERNS = re.compile(
     r"^(\w+\.)*_?\w*MemoryError\b|std::bad_alloc|Cannot allocate memory|out of memory",
     re.MULTILINE | re.IGNORECASE,
