@@ -99,6 +99,7 @@ notebook's runner waits for a finished cell until the time limit. This packer se
 surrogate (U+D800 to U+DFFF) replaced by U+FFFD, and never raises on text.
 """
 
+import codecs
 import json
 import re
 
@@ -111,6 +112,22 @@ _SURROGATE = re.compile("[\\ud800-\\udfff]")
 # its second try on NaN and odd types, since 7.x (a task may pin an older jupyter_client: its packer had none)
 _DEFAULT = getattr(jsonutil, "json_default", None) or jsonutil.date_default
 _CLEAN = getattr(jsonutil, "json_clean", None)
+_ERRORS = "harness_kernel_session.replace"
+
+
+def _replace(exc):
+    """UTF-8 encoding error handler: the text from the first surrogate on, up to 64 Ki characters, U+FFFD for each.
+
+    Chunks keep memory near that of the output (a substitution over the whole text of a 10 MB binary dump, with
+    millions of surrogates, took five times as much: enough to reach a small memory limit).
+    """
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    end = max(exc.end, min(len(exc.object), exc.start + 65536))
+    return _SURROGATE.sub("\\ufffd", exc.object[exc.start : end]).encode("utf-8"), end
+
+
+codecs.register_error(_ERRORS, _replace)
 
 
 def pack(obj):
@@ -121,10 +138,7 @@ def pack(obj):
         if _CLEAN is None:
             raise
         text = json.dumps(_CLEAN(obj), default=_DEFAULT, ensure_ascii=False, allow_nan=False)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\\ufffd", text).encode("utf-8")
+    return text.encode("utf-8", _ERRORS)
 '''
 
 #: ``<prefix>/etc/ipython/ipython_kernel_config.py`` of every sandbox environment (IPython reads it at kernel start).
