@@ -27,6 +27,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,8 +104,9 @@ def check_notebook(path: Path, entry: str, kernel: str, source: Path) -> tuple[s
         ``(kernel_name, notes)``: the kernel name the notebook declares (``None`` if none) and the non-fatal notes.
 
     Raises:
-        SubmissionError: the file is not a valid notebook (not UTF-8, not JSON, unsupported nbformat, schema
-            errors), or it does not have exactly one *code* cell tagged ``parameters``.
+        SubmissionError: the file is not a valid notebook (not UTF-8, not JSON, a lone surrogate such as an
+            unpaired ``\\ud800`` escape, unsupported nbformat, schema errors), or it does not have exactly one
+            *code* cell tagged ``parameters``.
     """
     import nbformat
     from nbformat.validator import normalize
@@ -131,6 +133,13 @@ def check_notebook(path: Path, entry: str, kernel: str, source: Path) -> tuple[s
         invalid(f"not JSON ({_short(exc)}); a notebook is the .ipynb file Jupyter saves")
     if not isinstance(data, dict):
         invalid(f"the file holds a JSON {type(data).__name__}, not a notebook object")
+    surrogate = _lone_surrogate(text, data)
+    if surrogate:
+        invalid(
+            f"a lone surrogate (U+{ord(surrogate[1]):04X}, an unpaired \\u{ord(surrogate[1]):04x} escape in the "
+            f"file) {surrogate[0]}; Jupyter can neither save nor run such text: delete it, or write it as an "
+            "escape sequence inside a Python string"
+        )
     major, minor = data.get("nbformat"), data.get("nbformat_minor", 0)
     if type(major) is not int or type(minor) is not int:
         invalid("no integer 'nbformat'/'nbformat_minor' version fields; is it a Jupyter notebook?")
@@ -195,6 +204,45 @@ def _first_line(cell: Any) -> str:
     text = "".join(source) if isinstance(source, list) else str(source)
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line[:40]
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(text: str, data: object) -> tuple[str, str] | None:
+    """Where the first lone surrogate of a parsed notebook is, and that character; ``None`` when it holds none.
+
+    ``text`` is the file's (strictly decoded) UTF-8 text, ``data`` its parsed JSON: a surrogate can only come from a
+    ``\\udXXX`` escape, and a valid pair of them is one ordinary character. Returns e.g. ``("in the source of cell
+    2", "\\ud800")`` (cells counted from 1) or ``("at metadata/kernelspec/display_name", ...)``.
+    """
+    if not _SURROGATE_ESCAPE.search(text):
+        return None
+    stack: list[tuple[tuple[str | int, ...], object]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        items: list[tuple[str | int, object]] = []
+        if isinstance(value, dict):
+            for key, item in value.items():
+                found = _SURROGATE.search(key)
+                if found:
+                    return _where(path) + " (a key)", found.group()
+                items.append((key, item))
+        elif isinstance(value, list):
+            items = list(enumerate(value))
+        elif isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                return _where(path), found.group()
+        stack.extend(((*path, key), item) for key, item in reversed(items))
+    return None
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    if len(path) >= 3 and path[0] == "cells" and isinstance(path[1], int):
+        return f"in the {path[2]} of cell {path[1] + 1}"
+    return "at " + "/".join(str(part) for part in path) if path else "at the top level"
 
 
 def _short(exc: object, limit: int = 300) -> str:

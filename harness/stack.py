@@ -99,26 +99,46 @@ notebook's runner waits for a finished cell until the time limit. This packer se
 surrogate (U+D800 to U+DFFF) replaced by U+FFFD, and never raises on text.
 """
 
+import codecs
 import json
 import re
 
-from jupyter_client.jsonutil import json_clean, json_default
+from jupyter_client import jsonutil
 
 __all__ = ["pack"]
 
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
+# what json_packer uses in the jupyter_client installed: json_default since 7.0 (date_default before); json_clean,
+# its second try on NaN and odd types, since 7.x (a task may pin an older jupyter_client: its packer had none)
+_DEFAULT = getattr(jsonutil, "json_default", None) or jsonutil.date_default
+_CLEAN = getattr(jsonutil, "json_clean", None)
+_ERRORS = "harness_kernel_session.replace"
+
+
+def _replace(exc):
+    """UTF-8 encoding error handler: the text from the first surrogate on, up to 64 Ki characters, U+FFFD for each.
+
+    Chunks keep memory near that of the output (a substitution over the whole text of a 10 MB binary dump, with
+    millions of surrogates, took five times as much: enough to reach a small memory limit).
+    """
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    end = max(exc.end, min(len(exc.object), exc.start + 65536))
+    return _SURROGATE.sub("\\ufffd", exc.object[exc.start : end]).encode("utf-8"), end
+
+
+codecs.register_error(_ERRORS, _replace)
 
 
 def pack(obj):
     """``obj`` as UTF-8 JSON bytes (what jupyter_client's json_packer sends for ordinary text)."""
     try:
-        text = json.dumps(obj, default=json_default, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(obj, default=_DEFAULT, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):  # as json_packer: NaN, odd types
-        text = json.dumps(json_clean(obj), default=json_default, ensure_ascii=False, allow_nan=False)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\\ufffd", text).encode("utf-8")
+        if _CLEAN is None:
+            raise
+        text = json.dumps(_CLEAN(obj), default=_DEFAULT, ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8", _ERRORS)
 '''
 
 #: ``<prefix>/etc/ipython/ipython_kernel_config.py`` of every sandbox environment (IPython reads it at kernel start).

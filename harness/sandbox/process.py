@@ -38,7 +38,9 @@ interpreter: ``python`` given to :class:`ProcessSandbox` (the task's own environ
 site-packages disabled, so only that environment's packages import), else the harness's own (``sys.executable``),
 whose packages are then all importable. ``HOME``,
 ``TMPDIR``, ``JUPYTER_RUNTIME_DIR``, ``MPLCONFIGDIR`` and ``IPYTHONDIR`` point into a fresh scratch folder that is
-deleted after the run; the rest of the environment is inherited.
+deleted after the run; the rest of the environment is inherited. With the harness's own Python, kernels get the
+sandbox's message packer (:mod:`harness.stack`) from that scratch folder: a kernel config in the ``IPYTHONDIR``
+profile and its module on ``PYTHONPATH`` (a task environment carries both itself).
 """
 
 from __future__ import annotations
@@ -77,6 +79,28 @@ NOT_ISOLATED_WARNING = (
 
 #: Variables that would let a task environment's Python import from elsewhere.
 _LEAKY_VARIABLES = frozenset({"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE"})
+#: Scratch sub-folder holding the kernel's packer module when the harness's own Python runs the command.
+_KERNEL_SITE = "kernel-site"
+
+
+def _write_kernel_support(scratch: Path) -> None:
+    """Give kernels of the harness's own Python the sandbox's message packer (:mod:`harness.stack`).
+
+    A task environment (:mod:`harness.venvs`) and an image carry it with their ``etc/ipython`` config; this Python's
+    prefix does not, so a kernel started here reads the same config from its ``IPYTHONDIR`` profile (the scratch
+    ``tmp/ipython``) and imports the module from ``scratch/kernel-site`` (put on ``PYTHONPATH``). Without it,
+    jupyter_client's own packer raises on a lone surrogate in the kernel's IOPub thread (lost output, and now and
+    then a finished cell that waits out the time limit).
+    """
+    from harness.stack import KERNEL_CONFIG_SOURCE, KERNEL_SESSION_MODULE, KERNEL_SESSION_SOURCE
+
+    site = scratch / _KERNEL_SITE
+    site.mkdir()
+    (site / f"{KERNEL_SESSION_MODULE}.py").write_text(KERNEL_SESSION_SOURCE, encoding="utf-8")
+    profile = scratch / "tmp" / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text(KERNEL_CONFIG_SOURCE, encoding="utf-8")
+
 
 _OOM_PATTERNS = re.compile(
     r"^(\w+\.)*_?\w*MemoryError\b|std::bad_alloc|Cannot allocate memory|out of memory",
@@ -191,6 +215,8 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
             HARNESS_SANDBOX=self.name,
             HARNESS_OUTPUT_DIR=mapping[request.output_target.rstrip("/")],
         )
+        if not self.python:  # the kernel's packer, which this Python's prefix does not configure (see _start)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(scratch / _KERNEL_SITE), env.get("PYTHONPATH")]))
         for mount in request.mounts:
             key = "HARNESS_" + mount.target.strip("/").replace("/", "_").upper() + "_DIR"
             env[key] = mapping[mount.target.rstrip("/") or "/"]
@@ -211,6 +237,8 @@ class ProcessSandbox(BaseSandbox[_ProcessRun]):
         run.scratch = Path(tempfile.mkdtemp(prefix="harness-process-", dir=self.work_dir))
         for sub in ("home", "tmp"):
             (run.scratch / sub).mkdir()
+        if not self.python:
+            _write_kernel_support(run.scratch)
         argv = self.command(request)
         env = self.environment(request, run.scratch)
         cwd = self._cwd(request, run.scratch)

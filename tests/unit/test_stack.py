@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,8 @@ def test_a_task_environment_runs_python_with_only_its_own_paths(tmp_path: Path, 
     assert "PYTHONPATH" not in env and "JUPYTER_PATH" not in env
     assert env["PYTHONNOUSERSITE"] == "1" and env["PATH"].startswith(str(venv_python.parent))
     plain = ProcessSandbox().environment(request, tmp_path / "scratch")
-    assert plain["PYTHONPATH"] == "/somewhere/harness"  # the harness's own Python keeps its environment
+    # the harness's own Python keeps its environment, after the folder of the kernel's packer (in the scratch)
+    assert plain["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "scratch" / "kernel-site"), "/somewhere/harness"]
     assert ProcessSandbox().command(request)[0] == sys.executable
 
 

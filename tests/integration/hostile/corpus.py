@@ -608,6 +608,19 @@ def cheap_cases() -> list[Case]:
             ("'nb-not-json.ipynb' is not a valid notebook: not JSON",),
             group="notebook",
         ),
+        # A lone surrogate in the file itself (an unpaired \ud800 escape in its JSON): papermill failed saving the
+        # notebook with a UnicodeEncodeError traceback through the harness's runner, naming no cell.
+        Case(
+            "nb-surrogate-source",
+            ".ipynb",
+            write_bytes(json.dumps(notebook(["text = '\ud800'", notebook_predict(tag="surrogate")])).encode()),
+            "rejected",
+            (
+                "'nb-surrogate-source.ipynb' is not a valid notebook: a lone surrogate (U+D800",
+                "in the source of cell 2",
+            ),
+            group="notebook",
+        ),
         Case(
             "nb-format-v3",
             ".ipynb",
