@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_run import MINIMAL  # noqa: E402
-from bench_throughput import _fill_runs  # noqa: E402  (the same store as the large-batch figures)
+from bench_throughput import _fill_runs, load_line  # noqa: E402  (the same store as the large-batch figures)
 
 _LOG_TIME = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", re.MULTILINE)
 FORMATS = {
@@ -94,11 +94,7 @@ def main() -> None:
             every = "; ".join(f"{name} " + ", ".join(f"{t:.2f}" for t in ts) for name, ts in times.items())
             same = len(set().union(*outputs.values())) == 1
             print(f"| {fmt} | {medians} | {every} | {'yes' if same else 'NO'} |")
-        load_after = os.getloadavg()
-        print(
-            f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
-            f"{', '.join(f'{v:.2f}' for v in load_after)}"
-        )
+        print(load_line(load_before))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

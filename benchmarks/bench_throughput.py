@@ -293,6 +293,14 @@ def _large(task: Path, work: Path, entries: int, runs: int) -> list[tuple[str, f
     ]
 
 
+def load_line(before: tuple[float, float, float]) -> str:
+    """The benchmark's closing line: the load average (1, 5, 15 min) at its start (``before``) and now."""
+    now = os.getloadavg()
+    return f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in before)}; after: " + ", ".join(
+        f"{v:.2f}" for v in now
+    )
+
+
 def _print_large(
     task: Path, work: Path, entries: int, runs: int, load_before: tuple[float, float, float] | None
 ) -> None:
@@ -304,11 +312,7 @@ def _print_large(
         print(f"| {name} | {value:.2f} | {note} |")
     if load_before is None:
         return
-    load_after = os.getloadavg()
-    print(
-        f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
-        f"{', '.join(f'{v:.2f}' for v in load_after)}"
-    )
+    print(load_line(load_before))
 
 
 def main() -> None:
@@ -393,11 +397,7 @@ def main() -> None:
         _print_large(task, work, args.entries, args.runs, None if args.nyc else load_before)
         if args.nyc:
             _print_nyc(_nyc(args.nyc_repeats), args.nyc_repeats)
-            load_after = os.getloadavg()
-            print(
-                f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
-                f"{', '.join(f'{v:.2f}' for v in load_after)}"
-            )
+            print(load_line(load_before))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

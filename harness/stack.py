@@ -44,6 +44,7 @@ __all__ = [
     "sandbox_support_digest",
     "task_packages",
     "write_kernel_config",
+    "write_kernel_session",
     "write_noop_harness",
 ]
 
@@ -196,8 +197,16 @@ def write_noop_harness(site_packages: Path) -> Path:
     package.mkdir(parents=True, exist_ok=True)
     init = package / "__init__.py"
     init.write_text(NOOP_HARNESS_SOURCE, encoding="utf-8")
-    (site_packages / f"{KERNEL_SESSION_MODULE}.py").write_text(KERNEL_SESSION_SOURCE, encoding="utf-8")
+    write_kernel_session(site_packages)
     return init
+
+
+def write_kernel_session(folder: Path) -> Path:
+    """Write :data:`KERNEL_SESSION_MODULE` (the kernel's packer) into ``folder`` (a ``site-packages`` or a folder put
+    on ``PYTHONPATH``); returns the module's path."""
+    path = folder / f"{KERNEL_SESSION_MODULE}.py"
+    path.write_text(KERNEL_SESSION_SOURCE, encoding="utf-8")
+    return path
 
 
 def write_kernel_config(prefix: Path) -> Path:

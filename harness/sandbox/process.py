@@ -92,11 +92,11 @@ def _write_kernel_support(scratch: Path) -> None:
     jupyter_client's own packer raises on a lone surrogate in the kernel's IOPub thread (lost output, and now and
     then a finished cell that waits out the time limit).
     """
-    from harness.stack import KERNEL_CONFIG_SOURCE, KERNEL_SESSION_MODULE, KERNEL_SESSION_SOURCE
+    from harness.stack import KERNEL_CONFIG_SOURCE, write_kernel_session
 
     site = scratch / _KERNEL_SITE
     site.mkdir()
-    (site / f"{KERNEL_SESSION_MODULE}.py").write_text(KERNEL_SESSION_SOURCE, encoding="utf-8")
+    write_kernel_session(site)
     profile = scratch / "tmp" / "ipython" / "profile_default"
     profile.mkdir(parents=True)
     (profile / "ipython_kernel_config.py").write_text(KERNEL_CONFIG_SOURCE, encoding="utf-8")

@@ -48,10 +48,10 @@ be paid by every ``harness run`` although its scorings run in evaluator processe
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.errors import InvalidOutputError
+from harness.lazy import lazy_names
 
 if TYPE_CHECKING:
     from harness.scoring.evaluator import Evaluator, check_metrics, evaluate_outputs, load_evaluator
@@ -76,14 +76,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its submodule on first use (``AttributeError`` for a name this package lacks)."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOMES)
 
 
 __all__ = [

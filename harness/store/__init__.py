@@ -8,9 +8,9 @@ used (PEP 562), so a caller that only reads a SQLite store (``harness leaderboar
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from harness.lazy import lazy_names
 from harness.status import FINAL_STATUSES, STATUSES, Status
 
 if TYPE_CHECKING:
@@ -28,14 +28,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The package's names, imported from their module on first use."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOMES)
 
 
 __all__ = [

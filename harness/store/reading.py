@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -30,6 +31,7 @@ __all__ = [
     "default_home",
     "open_reader",
     "resolve_db_url",
+    "scored_runs",
     "sqlite_runs",
 ]
 
@@ -163,7 +165,34 @@ def sqlite_runs(
     finally:
         if own:
             conn.execute("COMMIT")
-    loads = json.loads
+    return scored_runs(rows, task_id, scores, when=_utc, decode=_json)
+
+
+def _json(text: str | None) -> Any:
+    """A stored ``JSON`` column's text as SQLAlchemy's JSON type reads it (``None`` stays ``None``)."""
+    return None if text is None else json.loads(text)
+
+
+def scored_runs(
+    rows: Iterable[Sequence[Any]],
+    task_id: str,
+    scores: Mapping[int, dict[str, dict[str, float]]],
+    *,
+    when: Callable[[Any], dt.datetime],
+    decode: Callable[[Any], Any],
+) -> list[ScoredRun]:
+    """:class:`ScoredRun` objects from rows of the runs query (the columns of ``_RUNS``, in that order).
+
+    One builder for both read paths, the plain ``sqlite3`` one here and :meth:`harness.store.Store.runs` on
+    SQLAlchemy: they differ only in how a stored time and a stored JSON value arrive, so each passes its converter.
+
+    Args:
+        rows: run, team and submission columns per run, in ``_RUNS``'s order.
+        task_id: the task the rows belong to.
+        scores: run id -> split -> metric -> value (a run without scores gets ``{}``).
+        when: a stored time -> aware UTC datetime (``finished_at`` may be empty: it stays ``None``).
+        decode: a stored JSON value (``problems``, ``provenance``) -> its Python value, ``None`` for none.
+    """
     out = []
     for (run_id, run_phase, status, reason, problems, active, started_at, finished_at, duration_s, peak_memory_mb,
          exit_code, artifacts_dir, provenance, team, submission_id, content_hash, source, kind,
@@ -177,19 +206,19 @@ def sqlite_runs(
                 content_hash=content_hash,
                 source=source,
                 kind=kind,
-                submitted_at=_utc(submitted_at),
+                submitted_at=when(submitted_at),
                 phase=run_phase,
                 status=Status(status),
                 reason=reason,
-                problems=[] if problems in (None, "[]") else list(loads(problems) or []),
+                problems=list(decode(problems) or []),
                 active=bool(active),
-                started_at=_utc(started_at),
-                finished_at=_utc(finished_at) if finished_at else None,
+                started_at=when(started_at),
+                finished_at=when(finished_at) if finished_at else None,
                 duration_s=duration_s,
                 peak_memory_mb=peak_memory_mb,
                 exit_code=exit_code,
                 artifacts_dir=artifacts_dir,
-                provenance=dict((loads(provenance) if provenance is not None else None) or {}),
+                provenance=dict(decode(provenance) or {}),
                 scores=scores.get(run_id, {}),
             )
         )

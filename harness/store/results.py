@@ -43,7 +43,7 @@ from harness.errors import StoreError
 from harness.procs import pid_alive
 from harness.record import RunRecord
 from harness.status import FINAL_STATUSES, STATUSES, Status
-from harness.store.reading import ScoredRun, default_home, resolve_db_url, sqlite_runs
+from harness.store.reading import ScoredRun, default_home, resolve_db_url, scored_runs, sqlite_runs
 from harness.store.schema import (
     SCHEMA_VERSION,
     LeaseRow,
@@ -544,37 +544,7 @@ class Store:
                 columns = (ScoreRow.run_id, ScoreRow.split, ScoreRow.metric, ScoreRow.value)
                 for run_id, split, metric, value in sess.execute(select(*columns).where(ScoreRow.run_id.in_(chunk))):
                     scores.setdefault(run_id, {}).setdefault(split, {})[metric] = value
-        out = []
-        for row in rows:
-            (run_id, run_phase, status, reason, problems, active, started_at, finished_at, duration_s, peak_memory_mb,
-             exit_code, artifacts_dir, provenance, team, submission_id, content_hash, source, kind,
-             submitted_at) = row  # fmt: skip
-            out.append(
-                ScoredRun(
-                    run_id=run_id,
-                    task_id=task_id,
-                    team=team,
-                    submission_id=submission_id,
-                    content_hash=content_hash,
-                    source=source,
-                    kind=kind,
-                    submitted_at=aware(submitted_at),
-                    phase=run_phase,
-                    status=Status(status),
-                    reason=reason,
-                    problems=list(problems or []),
-                    active=bool(active),
-                    started_at=aware(started_at),
-                    finished_at=aware(finished_at) if finished_at else None,
-                    duration_s=duration_s,
-                    peak_memory_mb=peak_memory_mb,
-                    exit_code=exit_code,
-                    artifacts_dir=artifacts_dir,
-                    provenance=dict(provenance or {}),
-                    scores=scores.get(run_id, {}),
-                )
-            )
-        return out
+        return scored_runs(rows, task_id, scores, when=aware, decode=_as_stored)
 
     def run_counts(self, task_id: str) -> dict[str, int]:
         """Number of runs per status (all runs, active or not) of a task, for summaries."""
@@ -582,6 +552,11 @@ class Store:
         for run in self.runs(task_id, active_only=False):
             counts[run.status] = counts.get(run.status, 0) + 1
         return counts
+
+
+def _as_stored(value: Any) -> Any:
+    """SQLAlchemy's JSON columns arrive decoded already (:func:`harness.store.reading.scored_runs`' ``decode``)."""
+    return value
 
 
 def _find_team(sess: Session, task_id: str, team: str) -> TeamRow | None:
