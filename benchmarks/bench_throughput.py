@@ -85,15 +85,17 @@ def _timed(argv: list[str], stdout: str = os.devnull) -> tuple[float, float, flo
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def _bare(image: str, notebooks: list[Path], input_dir: Path, concurrency: int) -> float:
-    """Wall seconds to run every notebook with a bare ``docker run`` of papermill, ``concurrency`` at a time."""
+def _bare(image: str, notebooks: list[Path], input_dir: Path, concurrency: int, lean: bool = False) -> float:
+    """Wall seconds to run every notebook with a bare ``docker run`` of papermill, ``concurrency`` at a time
+    (``lean``: its kernel started as the harness's runner starts it, without the debugger, ``HARNESS_BATCH_KERNEL``)."""
 
     def one(notebook: Path) -> None:
         out = Path(tempfile.mkdtemp(prefix="bench-out-"))
         out.chmod(0o777)
         try:
             subprocess.run(
-                ["docker", "run", "--rm", "--network", "none", "-v", f"{notebook.parent}:/submission:ro",
+                ["docker", "run", "--rm", "--network", "none", *(["-e", "HARNESS_BATCH_KERNEL=1"] if lean else []),
+                 "-v", f"{notebook.parent}:/submission:ro",
                  "-v", f"{input_dir}:/input:ro", "-v", f"{out}:/output", image, "python", "-m", "papermill",
                  f"/submission/{notebook.name}", "/output/executed.ipynb", "-p", "input_dir", "/input",
                  "-p", "output_dir", "/output", "--no-progress-bar"],
@@ -185,16 +187,22 @@ def _print_rounds(
     task: Path, submissions: Path, image: str, notebooks: list[Path], input_dir: Path, floor_c: int, rounds: int
 ) -> None:
     """``rounds`` more pairs, interleaved: the bare floor's concurrency, then ``harness run`` at its defaults;
-    each pair's ratio and their median (one 16-copy batch is too short to tell 1.25x from 1.3x here)."""
-    print(f"Interleaved rounds: bare {floor_c} at a time, then `harness run` (defaults):\n")
-    print("| round | bare floor wall (s) | harness wall (s) | ratio | harness CPU per submission (s) |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
-    ratios = []
+    a lean bare batch between them (the kernel as the harness starts it); each ratio and their medians (one
+    16-copy batch is too short to tell 1.25x from 1.3x here)."""
+    print(f"Interleaved rounds: bare {floor_c} at a time, the same with the kernel the harness starts (no debugger:")
+    print("`lean`), then `harness run` (defaults):\n")
+    print("| round | bare floor (s) | lean bare (s) | harness (s) | ratio | ratio to lean | harness CPU/sub (s) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    ratios, lean_ratios = [], []
     for index in range(1, rounds + 1):
         bare = _bare(image, notebooks, input_dir, floor_c)
+        lean = _bare(image, notebooks, input_dir, floor_c, lean=True)
         wall, cpu, _stages, _at_once = _harness(task, submissions, None)
         ratios.append(wall / bare)
-        print(f"| {index} | {bare:.1f} | {wall:.1f} | {wall / bare:.2f}x | {cpu / len(notebooks):.2f} |")
+        lean_ratios.append(wall / lean)
+        print(f"| {index} | {bare:.1f} | {lean:.1f} | {wall:.1f} | {wall / bare:.2f}x | {wall / lean:.2f}x "
+              f"| {cpu / len(notebooks):.2f} |")  # fmt: skip
+    print(f"\nmedian ratio to the lean bare floor: {statistics.median(lean_ratios):.2f}x (the harness's own overhead)")
     print(f"\nmedian ratio of {rounds} rounds: {statistics.median(ratios):.2f}x (target <= 1.25x)\n")
 
 

@@ -112,10 +112,12 @@ def default_workers(
     at a time). Bounded by the spec's limits and the machine: the runs' ``limits.cpus`` together at most twice
     the cores, or only the cores themselves when other processes left less than half of the CPUs idle (while
     the batch was planned, at least 0.2 s: :class:`IdleWindow`, :data:`BUSY_BELOW_IDLE`; a busy machine is not
-    overloaded further); and their ``limits.memory_mb`` plus the evaluator's ``evaluator.memory_mb`` together
-    at most three quarters of the memory available now. The idle share is sampled now rather than read from the
-    1-minute load average, which still counts work that ended up to a minute ago (a previous batch or benchmark
-    halved the workers for nothing).
+    overloaded further); and each run's memory, the larger of ``limits.memory_mb`` and the evaluator's
+    ``evaluator.memory_mb`` (a worker scores a run after its sandbox is gone, so the two never add up; counting
+    their sum chose 3 instead of 4 for the minimal task on a 24 GiB machine whenever less than 23.2 GiB was
+    available), together at most three quarters of the memory available now. The idle share is sampled now
+    rather than read from the 1-minute load average, which still counts work that ended up to a minute ago (a
+    previous batch or benchmark halved the workers for nothing).
 
     Args:
         spec: the task (its limits).
@@ -139,5 +141,6 @@ def default_workers(
             busy = False
     cpus = max(float(spec.limits.cpus), 0.1)
     by_cpu = int((cores if busy else 2 * cores) / cpus)
-    by_memory = int(0.75 * memory_mb / (spec.limits.memory_mb + spec.evaluator.memory_mb)) if memory_mb else by_cpu
+    per_run_mb = max(spec.limits.memory_mb, spec.evaluator.memory_mb)
+    by_memory = int(0.75 * memory_mb / per_run_mb) if memory_mb else by_cpu
     return max(1, min(by_cpu, by_memory))

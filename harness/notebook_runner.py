@@ -330,6 +330,7 @@ def main(argv: list[str]) -> None:
         argv: ``[program, caps_json, *papermill_arguments]`` (``sys.argv`` of ``python -c``).
     """
     caps = Caps(**json.loads(argv[1]))
+    os.environ["HARNESS_BATCH_KERNEL"] = "1"  # no debugger in the kernel (harness.stack, configure)
     _install(caps)
     from papermill.cli import papermill
 

@@ -105,7 +105,8 @@ def test_a_file_changed_inside_a_folder_entry_or_a_lost_opened_folder_is_opened_
 
 
 def test_default_workers_double_the_cores_within_memory_and_the_spec_limits(spec: TaskSpec) -> None:
-    per_run = spec.limits.memory_mb + spec.evaluator.memory_mb
+    # a worker scores a run after its sandbox is gone: the larger of the two limits, not their sum, per run
+    per_run = max(spec.limits.memory_mb, spec.evaluator.memory_mb)
     many = 1_000_000.0
     assert default_workers(spec, cores=2, memory_mb=many) in {int(2 / spec.limits.cpus), int(4 / spec.limits.cpus)}
     assert default_workers(spec, cores=2, memory_mb=many, idle=1.0) == int(4 / spec.limits.cpus)  # a quiet machine
@@ -113,6 +114,7 @@ def test_default_workers_double_the_cores_within_memory_and_the_spec_limits(spec
     assert default_workers(spec, cores=2, memory_mb=many, idle=0.4) == int(2 / spec.limits.cpus)  # a busy one
     assert default_workers(spec, cores=2, memory_mb=many, idle=0.0) == int(2 / spec.limits.cpus)
     assert default_workers(spec, cores=64, memory_mb=per_run * 4 / 0.75, idle=1.0) == 4  # memory bounds it
+    assert default_workers(spec, cores=64, memory_mb=per_run * 4 / 0.75 - 1, idle=1.0) == 3
     assert default_workers(spec, cores=1, memory_mb=1.0) == 1  # never below one
 
 
