@@ -171,26 +171,30 @@ def _control_thread_ends_first():
     IPKernelApp.start = start
 
 
-class _NoKernelDebugger:
-    """Finder (first on ``sys.meta_path``) under which ipykernel's debugger module finds no debugpy.
+_DEBUGGER_MODULES = ("debugpy", "_pydevd_bundle", "_pydev_bundle", "pydevd")
 
-    Only while ``ipykernel.debugger`` is being imported: debugpy imported by anything else, later, works as usual,
-    and the finder removes itself at the first import after that module is done.
+
+def _import_debugger_without_debugpy():
+    """Import ``ipykernel.debugger`` now, with debugpy's packages marked absent (``None`` in ``sys.modules``), so
+    that it records ``_is_debugpy_available = False`` and the kernel starts without a debugger; then unmark them.
+
+    Nothing of the harness stays in the import machinery: the team's code imports debugpy as usual and finds the
+    ``sys.meta_path`` of any other kernel (a finder first on it, which left only when the team imported debugpy,
+    stayed there for the whole run). Any error leaves the kernel as it would have been (with its debugger).
     """
+    import sys
 
-    _BLOCKED = ("debugpy", "_pydevd_bundle", "_pydev_bundle", "pydevd")
-
-    def find_spec(self, name, path=None, target=None):
-        import sys
-
-        if name.partition(".")[0] not in self._BLOCKED:
-            return None
-        module = sys.modules.get("ipykernel.debugger")
-        if module is not None and getattr(getattr(module, "__spec__", None), "_initializing", False):
-            raise ModuleNotFoundError(f"No module named {name!r} (a judging run's kernel has no debugger)", name=name)
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        return None
+    marked = [name for name in _DEBUGGER_MODULES if name not in sys.modules]
+    for name in marked:
+        sys.modules[name] = None
+    try:
+        import ipykernel.debugger  # noqa: F401
+    except Exception:
+        pass
+    finally:
+        for name in marked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def configure(c):
@@ -198,15 +202,15 @@ def configure(c):
 
     Always: :func:`_control_thread_ends_first`. For a kernel started by the harness's notebook runner
     (``HARNESS_BATCH_KERNEL=1``), which no frontend ever attaches to, also no debugger: debugpy's import costs about
-    60 ms of CPU at every kernel start. The variable is removed from the kernel's environment, so the team's code
-    does not see it.
+    60 ms of CPU at every kernel start (:func:`_import_debugger_without_debugpy`). The variable is removed from the
+    kernel's environment, so the team's code does not see it.
     """
     import os
     import sys
 
     _control_thread_ends_first()
     if os.environ.pop("HARNESS_BATCH_KERNEL", "") == "1" and "ipykernel.debugger" not in sys.modules:
-        sys.meta_path.insert(0, _NoKernelDebugger())
+        _import_debugger_without_debugpy()
 
 
 def pack(obj):

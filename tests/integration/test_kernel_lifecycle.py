@@ -70,9 +70,20 @@ def test_a_batch_kernel_runs_without_the_debugger_yet_debugpy_stays_importable(t
             "import os, sys\n"
             "print(os.environ.get('HARNESS_BATCH_KERNEL'), 'debugpy' in sys.modules)\n"
             "import debugpy\n"
-            "print(debugpy.__name__, any(type(f).__name__ == '_NoKernelDebugger' for f in sys.meta_path))"
+            "print(debugpy.__name__, any('harness' in type(f).__module__ for f in sys.meta_path))"
         )
         assert _printed(client, code) == "None False\ndebugpy False\n"
+
+
+def test_a_batch_kernel_leaves_nothing_of_its_own_on_the_teams_import_path(tmp_path: Path) -> None:
+    """The team's code finds the import machinery of any other kernel: no harness finder left on
+    ``sys.meta_path`` (one stayed first there for the whole run until the team imported debugpy itself)."""
+    code = "import sys\nprint([type(f).__module__ + '.' + type(f).__qualname__ for f in sys.meta_path])"
+    with _kernel(tmp_path / "batch", batch=True) as (_manager, client):
+        batch = _printed(client, code)
+    with _kernel(tmp_path / "other", batch=False) as (_manager, client):
+        other = _printed(client, code)
+    assert "harness" not in batch and batch == other, (batch, other)
 
 
 def test_any_other_kernel_keeps_its_debugger(tmp_path: Path) -> None:
