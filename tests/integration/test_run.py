@@ -390,8 +390,9 @@ class _Terminal:
 
         def _take_terminal() -> None:  # runs after setsid(): the pty becomes the new session's controlling terminal
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            if nohup:
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            # a login shell's command starts with SIGHUP at its default, whatever this test run inherited (pytest
+            # itself may run under nohup, whose ignored SIGHUP every child would keep)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN if nohup else signal.SIG_DFL)
 
         self.proc = subprocess.Popen(
             cmd,

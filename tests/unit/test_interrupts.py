@@ -5,10 +5,24 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+from collections.abc import Iterator
 
 import pytest
 
 from harness.interrupts import SHUTDOWN_SIGNALS, Interrupted, graceful_shutdown
+
+
+@pytest.fixture(autouse=True)
+def _default_dispositions() -> Iterator[None]:
+    """Each shutdown signal at its default, as in a terminal's shell: graceful_shutdown leaves a signal the process
+    was started ignoring alone (nohup; SIGINT of a background job), so a test run started so would test nothing."""
+    default = {signal.SIGINT: signal.default_int_handler}  # Python's own, unless started ignoring SIGINT (`cmd &`)
+    before = {sig: signal.signal(sig, default.get(sig, signal.SIG_DFL)) for sig in SHUTDOWN_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 @pytest.mark.parametrize("sig", SHUTDOWN_SIGNALS)
